@@ -1,0 +1,164 @@
+"""Finding pretrained weights in the local caches, and fetching them only when the hub can be reached.
+
+open_clip alone asks the hub before it looks in its cache, and offline it retries for about 46 s before a bare
+RuntimeError. Here the cache is consulted first (a cached model loads with no network at all); when a file is
+missing, the hub is probed once with a short timeout, and an unreachable hub is a fast, clear
+:class:`ModelUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import ModelUnavailableError
+
+PROBE_TIMEOUT_S = 3.0
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment at call time (HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "huggingface" / "hub"
+
+
+def url_cache_dir() -> Path:
+    """Where open_clip keeps weights downloaded from plain URLs."""
+    return Path("~/.cache/clip").expanduser()
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or "https://huggingface.co"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+HUB_WEIGHTS = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+
+
+def weight_candidates(hub: str) -> tuple[str, list[str]]:
+    """The repository and the file names to try, best first, for an open_clip ``hf_hub`` entry.
+
+    ``org/repo/`` means open_clip's default names (safetensors preferred); ``org/repo/file.bin`` means that file,
+    with its safetensors twin tried first, as open_clip does.
+    """
+    repo, filename = os.path.split(hub)
+    if not filename or filename == HUB_WEIGHTS[1]:
+        return repo.rstrip("/"), list(HUB_WEIGHTS)
+    stem, suffix = os.path.splitext(filename)
+    return repo, ([stem + ".safetensors"] if suffix in (".bin", ".pth") else []) + [filename]
+
+
+def cached_hub_file(repo_id: str, filenames: list[str]) -> Path | None:
+    """The first of ``filenames`` present in the hub cache for ``repo_id`` (main revision), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=str(hub_cache_dir()))
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
+
+
+def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Try to reach ``url`` within ``timeout`` seconds, DNS included. Returns None if it answered, else why not."""
+    result: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            request = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout):
+                result.append(None)
+        except urllib.error.HTTPError:
+            result.append(None)  # the server answered; the status does not matter for reachability
+        except Exception as exc:  # URLError, socket timeouts, SSL errors
+            reason = getattr(exc, "reason", exc)
+            result.append(f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)  # DNS lookups ignore socket timeouts; the thread bounds them
+    if not result:
+        return f"no answer within {timeout:.0f} s"
+    return result[0]
+
+
+def _advice() -> str:
+    return (
+        "To fix: run once with internet access so the weights are cached; or set HF_ENDPOINT to a mirror you can "
+        "reach; or pass local weights (ARCH:/path/to/weights.safetensors, or a directory holding "
+        "open_clip_config.json and weights); or pick a model that is here (`clipzero models --cached`)."
+    )
+
+
+def require_hub_file(spec: str, repo_id: str, filenames: list[str]) -> Path:
+    """A local path for the first available of ``filenames`` in ``repo_id``: from the cache, else downloaded.
+
+    Raises:
+        ModelUnavailableError: not cached, and offline or the hub cannot be reached or lacks the file.
+    """
+    found = cached_hub_file(repo_id, filenames)
+    if found is not None:
+        return found
+    cache = hub_cache_dir()
+    wanted = " or ".join(filenames)
+    where = f"{repo_id} ({wanted}) is not in the Hugging Face cache at {cache}"
+    if hub_offline():
+        raise ModelUnavailableError(f"model {spec!r} is not available: {where}, and HF_HUB_OFFLINE is set. {_advice()}")
+    endpoint = hub_endpoint()
+    problem = probe(endpoint)
+    if problem is not None:
+        raise ModelUnavailableError(
+            f"model {spec!r} is not available offline: {where}, and {endpoint} cannot be reached ({problem}). "
+            f"{_advice()}"
+        )
+    from huggingface_hub import hf_hub_download
+
+    errors = []
+    for filename in filenames:
+        try:
+            return Path(hf_hub_download(repo_id, filename, cache_dir=str(cache), endpoint=endpoint))
+        except Exception as exc:  # EntryNotFoundError, RepositoryNotFoundError, network errors
+            errors.append(f"{filename}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    raise ModelUnavailableError(f"model {spec!r}: could not download from {endpoint}/{repo_id}: {'; '.join(errors)}")
+
+
+def fetch_hub_extras(repo_id: str, folder: Path, patterns: list[str]) -> None:
+    """Best effort: bring tokenizer files of an hf-hub repo into its cached snapshot when the hub is reachable."""
+    if hub_offline() or probe(hub_endpoint()) is not None:
+        return
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, allow_patterns=patterns, cache_dir=str(hub_cache_dir()), endpoint=hub_endpoint())
+    except Exception:
+        pass  # the caller reports a missing tokenizer with its own message
+
+
+def require_url_file(spec: str, url: str) -> Path:
+    """A local path for weights served from a plain URL: open_clip's cache, else downloaded."""
+    target = url_cache_dir() / os.path.basename(url)
+    if target.is_file():
+        return target
+    problem = probe(url)
+    if problem is not None:
+        raise ModelUnavailableError(
+            f"model {spec!r} is not available offline: {target} does not exist and {url} cannot be reached "
+            f"({problem}). {_advice()}"
+        )
+    from open_clip.pretrained import download_pretrained_from_url
+
+    try:
+        return Path(download_pretrained_from_url(url, cache_dir=str(url_cache_dir())))
+    except Exception as exc:
+        raise ModelUnavailableError(f"model {spec!r}: download from {url} failed: {exc}") from exc

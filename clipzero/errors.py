@@ -1,0 +1,74 @@
+"""The errors clipzero raises.
+
+Every failure a user can cause or fix is a :class:`ClipzeroError`. Messages say what went wrong, name the item
+(the file, the model, the label) and say what to do. Only the command line turns them into an exit code.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClipzeroError",
+    "ClipzeroWarning",
+    "ConfigError",
+    "ImageError",
+    "LabelError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ModelUnavailableError",
+    "TemplateError",
+]
+
+
+class ClipzeroError(Exception):
+    """Base class of every error clipzero raises on purpose.
+
+    Attributes:
+        exit_code: the exit status the command line uses for it (1: the work failed, 2: the request was wrong).
+    """
+
+    exit_code: int = 1
+
+
+class ClipzeroWarning(UserWarning):
+    """Something was accepted but changed on the way (a duplicate label merged, a long label truncated)."""
+
+
+class ConfigError(ClipzeroError):
+    """A configuration file, environment variable or option holds a value clipzero cannot use."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(ClipzeroError):
+    """A model spec names nothing clipzero knows: no such architecture, tag, registered name or path."""
+
+    exit_code = 2
+
+
+class ModelUnavailableError(ClipzeroError):
+    """The model exists but its files cannot be had here: not in the local cache and the hub cannot be reached."""
+
+
+class ModelLoadError(ClipzeroError):
+    """The model's files were found but could not be turned into a working model (wrong shapes, unsafe pickle)."""
+
+
+class ImageError(ClipzeroError):
+    """An image could not be read: missing, empty, truncated, corrupt, not an image, or too large."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+class TemplateError(ClipzeroError):
+    """A prompt template set is missing or malformed (a template without {label}, an unknown slot)."""
+
+    exit_code = 2
+
+
+class LabelError(ClipzeroError):
+    """The labels given cannot be used (none at all, a file that cannot be read, a non-text label)."""
+
+    exit_code = 2

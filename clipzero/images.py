@@ -1,0 +1,161 @@
+"""Opening images safely.
+
+Every image that enters clipzero goes through :func:`load_image`: EXIF orientation is applied, every mode becomes
+8-bit RGB the way a person would see it (transparent areas over white, 16-bit and float images scaled, CMYK
+converted), huge images are refused before they are decoded, and any failure is an :class:`ImageError` that names
+the file and the cause.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageSource", "load_image", "source_name", "to_rgb"]
+
+#: Images with more pixels than this are refused before decoding (about 11k x 11k, 384 MB as RGB). Pillow's own
+#: bomb limit (2 x ``PIL.Image.MAX_IMAGE_PIXELS``, about 179M) still applies above it.
+DEFAULT_MAX_PIXELS = 128_000_000
+
+ImageSource = Union[str, os.PathLike, bytes, Image.Image]
+
+
+def source_name(source: ImageSource) -> str:
+    """A short name for an image source, for messages and outputs: the path as given, or a description."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or f"<PIL image {source.width}x{source.height}>"
+    return f"<{type(source).__name__}>"
+
+
+def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image and return it as an 8-bit RGB PIL image, upright.
+
+    Args:
+        source: a path, the encoded bytes of an image file, or a PIL image.
+        max_pixels: refuse images with more pixels than this (None: no limit).
+
+    Returns:
+        A fully decoded ``RGB`` image.
+
+    Raises:
+        ImageError: the file is missing, unreadable, empty, not an image, truncated or corrupt, or too large.
+
+    Example:
+        >>> load_image("holiday.jpg").mode
+        'RGB'
+    """
+    name = source_name(source)
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        image = _open(source, name)
+    try:
+        if max_pixels is not None and image.width * image.height > max_pixels:
+            raise ImageError(
+                name,
+                f"image is {image.width}x{image.height} = {image.width * image.height:,} pixels, over the limit "
+                f"of {max_pixels:,} (a possible decompression bomb); raise max_pixels if it is genuine",
+            )
+        with warnings.catch_warnings():
+            # Pillow warns about large images and odd EXIF; the pixel limit above is the policy.
+            warnings.simplefilter("ignore")
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            return to_rgb(image)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(name, _describe(exc)) from exc
+
+
+def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError(name, "empty data (0 bytes)")
+        stream: io.BufferedIOBase | io.BytesIO = io.BytesIO(source)
+    else:
+        path = Path(source)
+        try:
+            if path.is_dir():
+                raise ImageError(name, "is a directory, not an image file")
+            size = path.stat().st_size
+            if size == 0:
+                raise ImageError(name, "empty file (0 bytes)")
+            stream = io.BytesIO(path.read_bytes())
+        except FileNotFoundError as exc:
+            raise ImageError(name, "file not found") from exc
+        except PermissionError as exc:
+            raise ImageError(name, "permission denied") from exc
+        except OSError as exc:
+            raise ImageError(name, f"cannot read file: {exc.strerror or exc}") from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Image.open(stream)
+    except UnidentifiedImageError as exc:
+        raise ImageError(name, "not an image, or a format Pillow cannot read") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(name, _describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "truncated" in text.lower():
+        return f"truncated or incomplete image data ({text})"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"refused as a possible decompression bomb ({text})"
+    return f"corrupt image data ({text})"
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB.
+
+    Transparency (RGBA, LA, palette with a transparent colour) is composited over ``background``; 16-bit and
+    32-bit integer and float greyscale images are scaled to 0-255 rather than clipped; CMYK and YCbCr go through
+    Pillow's conversions.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _scale_to_rgb(image)
+    if mode == "P" and "transparency" in image.info or mode in ("PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("LA", "RGBA"):
+        rgba = image.convert("RGBA")
+        base = Image.new("RGB", rgba.size, background)
+        base.paste(rgba, mask=rgba.getchannel("A"))
+        return base
+    return image.convert("RGB")
+
+
+def _scale_to_rgb(image: Image.Image) -> Image.Image:
+    # High bit-depth greyscale: Pillow's own convert("L") clips at 255, which turns most 16-bit images white.
+    array = np.asarray(image)
+    if image.mode.startswith("I;16") or (image.mode == "I" and array.max(initial=0) > 255):
+        top = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) <= 65535 else float(array.max())
+        scaled = np.clip(array.astype(np.float64) / top * 255.0, 0, 255)
+    elif image.mode == "F":
+        lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+        if 0.0 <= lo and hi <= 1.0:
+            scaled = array * 255.0
+        else:
+            scaled = (array - lo) / ((hi - lo) or 1.0) * 255.0
+        scaled = np.nan_to_num(scaled)
+    else:
+        scaled = array.astype(np.float64)
+    grey = Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+    return grey.convert("RGB")

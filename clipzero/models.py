@@ -1,0 +1,369 @@
+"""Model specs, the registry of clipzero's own model names, and :func:`load_model`.
+
+A model spec is one string:
+
+* ``ARCH:TAG``: any open_clip pretrained pair, e.g. ``ViT-B-32-256:datacomp_s34b_b86k``;
+* ``hf-hub:ORG/REPO``: an open_clip model on the Hugging Face hub;
+* a directory holding ``open_clip_config.json`` and weights (``local-dir:`` prefix optional);
+* ``ARCH:/path/to/weights.safetensors`` (or ``.pt``, ``.bin``): local weights for an open_clip architecture;
+* a name registered with :func:`register_model` or under ``[models]`` in the config file.
+
+Weights are looked for in the local caches first; an uncached model on an offline machine is a fast, clear
+:class:`ModelUnavailableError`. Pickled checkpoints are read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import _hub
+from .config import load_settings
+from .errors import ClipzeroError, ModelLoadError, ModelNotFoundError, ModelUnavailableError
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+
+__all__ = [
+    "ModelSpec",
+    "is_cached",
+    "RegisteredModel",
+    "list_registered_models",
+    "load_model",
+    "parse_spec",
+    "register_model",
+]
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".npz")
+_HUB_CONFIG = "open_clip_config.json"
+_TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "vocab*", "merges.txt", "spiece.model", "*.json"]
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model name clipzero knows: ``target`` is a spec (usually a local directory) or a callable returning one.
+
+    The registered name itself is the model's id, so embeddings cached under it stay valid wherever it is installed.
+    """
+
+    name: str
+    target: str | Callable[[], str]
+    description: str = ""
+
+    def resolve(self) -> str:
+        return self.target() if callable(self.target) else self.target
+
+
+_REGISTRY: dict[str, RegisteredModel] = {}
+
+
+def register_model(name: str, target: str | Callable[[], str], description: str = "") -> None:
+    """Register a model name (for example a bundled model, or a team's fine-tuned checkpoint).
+
+    Args:
+        name: the name users pass as a spec; it must not contain ``:`` or a path separator.
+        target: the spec it stands for, or a callable returning it (resolved at load time).
+        description: one line for ``clipzero models``.
+    """
+    if not name or ":" in name or "/" in name or os.sep in name:
+        raise ClipzeroError(f"cannot register model name {name!r}: it must be non-empty without ':' or '/'")
+    _REGISTRY[name] = RegisteredModel(name, target, description)
+
+
+def list_registered_models() -> list[RegisteredModel]:
+    """clipzero's registered names and the user's ``[models]`` aliases, sorted by name."""
+    models = dict(_REGISTRY)
+    for name, spec in load_settings().models.items():
+        models.setdefault(name, RegisteredModel(name, spec, "from the config file"))
+    return [models[name] for name in sorted(models)]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec.
+
+    Attributes:
+        text: the spec as given.
+        kind: ``pretrained``, ``hf-hub``, ``local-dir`` or ``local-file``.
+        arch: the open_clip architecture (pretrained, local-file).
+        tag: the pretrained tag (pretrained).
+        repo: the hub repository (hf-hub).
+        path: the local directory or file (local-dir, local-file).
+        name: the registered name it came through, if any (then it is also the model's id).
+    """
+
+    text: str
+    kind: str
+    arch: str | None = None
+    tag: str | None = None
+    repo: str | None = None
+    path: Path | None = None
+    name: str | None = None
+
+
+def _known_arch(arch: str) -> str:
+    import open_clip
+
+    models = open_clip.list_models()
+    if arch in models:
+        return arch
+    close = difflib.get_close_matches(arch, models, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `clipzero models` lists them"
+    raise ModelNotFoundError(f"unknown open_clip architecture {arch!r}{hint}")
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith((".", "~", "/")) or os.sep in text or text.endswith(_WEIGHT_SUFFIXES)
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    """Parse a model spec string (see the module docs) without loading anything.
+
+    Raises:
+        ModelNotFoundError: the spec names no known architecture, tag, name, file or directory.
+    """
+    text = spec.strip()
+    if not text:
+        raise ModelNotFoundError("empty model spec")
+    registered = {m.name: m for m in list_registered_models()}
+    if text in registered:
+        target = registered[text].resolve()
+        inner = parse_spec(target)
+        return ModelSpec(text=text, kind=inner.kind, arch=inner.arch, tag=inner.tag, repo=inner.repo,
+                         path=inner.path, name=text)
+    if text.startswith("hf-hub:"):
+        repo = text[len("hf-hub:"):].strip("/")
+        if repo.count("/") != 1:
+            raise ModelNotFoundError(f"model spec {spec!r}: expected hf-hub:ORG/REPO")
+        return ModelSpec(text=text, kind="hf-hub", repo=repo)
+    if text.startswith("local-dir:"):
+        text = text[len("local-dir:"):]
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / _HUB_CONFIG).is_file():
+            raise ModelNotFoundError(f"model directory {path} has no {_HUB_CONFIG} (open_clip's config format)")
+        return ModelSpec(text=spec, kind="local-dir", path=path)
+    if path.is_file():
+        return ModelSpec(text=spec, kind="local-file", arch=_arch_for_file(path), path=path)
+    arch, sep, rest = text.partition(":")
+    if sep and rest:
+        if _looks_like_path(rest):
+            weights = Path(rest).expanduser()
+            if not weights.is_file():
+                raise ModelNotFoundError(f"model spec {spec!r}: weights file {weights} not found")
+            return ModelSpec(text=spec, kind="local-file", arch=_known_arch(arch), path=weights)
+        import open_clip
+
+        arch = _known_arch(arch)
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        if rest not in tags:
+            raise ModelNotFoundError(
+                f"{arch} has no pretrained tag {rest!r}; its tags: {', '.join(tags) or 'none (pass local weights)'}"
+            )
+        return ModelSpec(text=spec, kind="pretrained", arch=arch, tag=rest)
+    if _looks_like_path(text):
+        raise ModelNotFoundError(f"model path {text} does not exist")
+    import open_clip
+
+    if text in open_clip.list_models():
+        tags = open_clip.list_pretrained_tags_by_model(text)
+        raise ModelNotFoundError(
+            f"{text!r} is an architecture without weights: say which, e.g. {text}:{tags[0] if tags else 'PATH'}"
+            + (f" (tags: {', '.join(tags)})" if tags else "")
+        )
+    names = list(registered) + open_clip.list_models()
+    close = difflib.get_close_matches(text, names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ModelNotFoundError(
+        f"unknown model {spec!r}: not a registered name, ARCH:TAG pair, hf-hub:ORG/REPO, file or directory{hint}"
+    )
+
+
+def _arch_for_file(path: Path) -> str:
+    """A bare weights file names its architecture in safetensors metadata (``arch``) or a sibling config."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                arch = (handle.metadata() or {}).get("arch")
+        except Exception as exc:
+            raise ModelLoadError(f"{path} is not a readable safetensors file: {exc}") from exc
+        if arch:
+            return _known_arch(arch)
+    raise ModelNotFoundError(
+        f"cannot tell the architecture of {path}: pass it as ARCH:{path} (for example ViT-B-32:{path})"
+    )
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _digest(*paths: Path) -> str:
+    combined = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        combined.update(_file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns).encode())
+    return combined.hexdigest()[:16]
+
+
+def _matching_arch(model_cfg: dict[str, object]) -> str:
+    import open_clip
+
+    for name in open_clip.list_models():
+        if open_clip.get_model_config(name) == model_cfg:
+            return name
+    return "custom"
+
+
+def load_model(spec: str | None = None, device: str = "auto", precision: str = "fp32") -> Encoder:
+    """Load a CLIP model for encoding.
+
+    Args:
+        spec: a model spec (see the module docs); None uses the configured default (``CLIPZERO_MODEL``, the
+            config file, else :data:`clipzero.config.DEFAULT_MODEL`).
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``fp32``, ``bf16`` (weights cast; the fast choice on modern CPUs), ``fp16`` (GPU only) or
+            ``int8`` (dynamic quantization of Linear layers, CPU only).
+
+    Returns:
+        An :class:`~clipzero.encoder.Encoder`.
+
+    Raises:
+        ModelNotFoundError: the spec names nothing known.
+        ModelUnavailableError: the weights are not cached here and cannot be downloaded now.
+        ModelLoadError: the weights do not fit the architecture or cannot be read safely.
+
+    Example:
+        >>> encoder = load_model("ViT-B-32-256:datacomp_s34b_b86k", precision="bf16")
+        >>> encoder.encode_texts(["a photo of a cat."]).shape
+        (1, 512)
+    """
+    from .encoder import Encoder
+
+    parsed = parse_spec(spec or load_settings().model)
+    model, preprocess, tokenizer, arch, model_id = _build(parsed)
+    return Encoder.from_open_clip(model, preprocess, tokenizer, id=parsed.name or model_id, arch=arch,
+                                  precision=precision, device=device)
+
+
+def _build(parsed: ModelSpec, load_weights: bool = True) -> tuple[object, object, object, str, str]:
+    """Create the fp32 CPU open_clip model for a parsed spec: (model, preprocess, tokenizer, arch, id)."""
+    import open_clip
+
+    kwargs: dict[str, object] = {}
+    if parsed.kind == "pretrained":
+        assert parsed.arch and parsed.tag
+        name, model_id = parsed.arch, f"{parsed.arch}:{parsed.tag}"
+        arch = parsed.arch
+        if load_weights:
+            cfg = open_clip.get_pretrained_cfg(parsed.arch, parsed.tag)
+            kwargs["pretrained"] = str(_pretrained_file(parsed.text, cfg))
+            # A file path skips open_clip's per-tag settings: pass them on ourselves.
+            kwargs["force_preprocess_cfg"] = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+            if cfg.get("quick_gelu"):
+                kwargs["force_quick_gelu"] = True
+    elif parsed.kind == "local-file":
+        assert parsed.arch and parsed.path
+        name, arch = parsed.arch, parsed.arch
+        model_id = f"{arch}@sha256:{_digest(parsed.path)}"
+        if load_weights:
+            kwargs["pretrained"] = str(parsed.path)
+    else:
+        folder = parsed.path if parsed.kind == "local-dir" else _hub_snapshot(parsed)
+        assert folder is not None
+        config = _read_config(folder)
+        arch = _matching_arch(config["model_cfg"])
+        name = f"local-dir:{folder}"
+        if parsed.kind == "hf-hub":
+            model_id = f"hf-hub:{parsed.repo}"
+        else:
+            weights = [p for p in sorted(folder.iterdir()) if p.suffix in _WEIGHT_SUFFIXES]
+            model_id = f"{arch}@sha256:{_digest(folder / _HUB_CONFIG, *weights)}"
+        kwargs["load_weights"] = load_weights
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, device="cpu", precision="fp32", **kwargs)
+    except ClipzeroError:
+        raise
+    except Exception as exc:
+        raise _load_error(parsed, exc) from exc
+    try:
+        tokenizer = open_clip.get_tokenizer(name)
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"model {parsed.text!r}: its tokenizer could not be loaded ({type(exc).__name__}: {exc}); it may need "
+            "files from the hub that are not cached, or the `transformers` package"
+        ) from exc
+    return model, preprocess, tokenizer, arch, model_id
+
+
+def _load_error(parsed: ModelSpec, exc: Exception) -> ModelLoadError:
+    text = str(exc)
+    if "weights_only" in text or "Unpickl" in type(exc).__name__ or "Unsupported global" in text:
+        return ModelLoadError(
+            f"model {parsed.text!r}: refusing to unpickle {parsed.path or 'the checkpoint'}: it holds Python objects "
+            "beyond tensors, which could run code. Convert it to safetensors, or save only its state_dict."
+        )
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return ModelLoadError(f"model {parsed.text!r}: the weights could not be loaded into the architecture: {first[:600]}")
+
+
+def _read_config(folder: Path) -> dict[str, dict[str, object]]:
+    try:
+        config = json.loads((folder / _HUB_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read {folder / _HUB_CONFIG}: {exc}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("model_cfg"), dict):
+        raise ModelLoadError(f"{folder / _HUB_CONFIG} has no 'model_cfg' object (open_clip's config format)")
+    return config
+
+
+def is_cached(parsed: ModelSpec) -> bool:
+    """True when the model loads with no network: local files, or weights already in a local cache."""
+    import open_clip
+
+    if parsed.kind in ("local-dir", "local-file"):
+        return True
+    if parsed.kind == "hf-hub":
+        assert parsed.repo
+        return all(_hub.cached_hub_file(parsed.repo, files) for files in ([_HUB_CONFIG], list(_hub.HUB_WEIGHTS)))
+    cfg = open_clip.get_pretrained_cfg(parsed.arch or "", parsed.tag or "")
+    if cfg.get("file"):
+        return Path(cfg["file"]).is_file()
+    if cfg.get("hf_hub"):
+        return _hub.cached_hub_file(*_hub.weight_candidates(cfg["hf_hub"])) is not None
+    return bool(cfg.get("url")) and (_hub.url_cache_dir() / os.path.basename(cfg["url"])).is_file()
+
+
+def _pretrained_file(spec: str, cfg: dict[str, str]) -> Path:
+    if cfg.get("file"):
+        return Path(cfg["file"])
+    if cfg.get("hf_hub"):
+        repo, files = _hub.weight_candidates(cfg["hf_hub"])
+        return _hub.require_hub_file(spec, repo, files)
+    if cfg.get("url"):
+        return _hub.require_url_file(spec, cfg["url"])
+    raise ModelUnavailableError(f"model {spec!r}: open_clip lists no download location for it")
+
+
+def _hub_snapshot(parsed: ModelSpec) -> Path:
+    assert parsed.repo
+    config = _hub.require_hub_file(parsed.text, parsed.repo, [_HUB_CONFIG])
+    _hub.require_hub_file(parsed.text, parsed.repo, list(_hub.HUB_WEIGHTS))
+    text_cfg = _read_config(config.parent)["model_cfg"].get("text_cfg")
+    if isinstance(text_cfg, dict) and text_cfg.get("hf_tokenizer_name") and not any(config.parent.glob("tokenizer*")):
+        _hub.fetch_hub_extras(parsed.repo, config.parent, _TOKENIZER_FILES)
+    return config.parent

@@ -1,0 +1,251 @@
+"""Zero-shot classification: label embeddings from prompt templates, and predictions over them.
+
+Each label's prompts (its templates filled in) are embedded, L2-normalised, averaged and renormalised into one
+class vector. An image's cosine similarity to each class vector, times the model's learned ``logit_scale`` (plus
+``logit_bias`` for SigLIP-family models), gives logits; a softmax over the label set (a per-label sigmoid for
+SigLIP) gives the probabilities reported as ``score``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .errors import ClipzeroWarning, ImageError, LabelError
+from .images import ImageSource, source_name
+from .prompts import TemplateSet, load_templates, normalize_label
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+
+__all__ = ["LabelScore", "Prediction", "ZeroShotClassifier", "clean_labels", "clear_label_cache", "read_labels"]
+
+# (model id, template-set content hash, normalised label) -> class vector (dim,), float32, unit length.
+_LABEL_CACHE: dict[tuple[str, str, str], np.ndarray] = {}
+
+
+def clear_label_cache() -> None:
+    """Forget the label embeddings cached in this process."""
+    _LABEL_CACHE.clear()
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """One label's result for one image.
+
+    Attributes:
+        label: the label exactly as given.
+        score: probability (softmax over the label set; sigmoid per label for SigLIP-family models).
+        similarity: raw cosine similarity between the image and the label's class embedding, in [-1, 1].
+    """
+
+    label: str
+    score: float
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one image.
+
+    Attributes:
+        image: the image as given (its path, or a description for bytes and PIL images).
+        label: the top label, or None when its score is below the threshold ("none of these") or on error.
+        predictions: the top-k labels, best first.
+        error: why the image could not be classified, or None.
+    """
+
+    image: str
+    label: str | None
+    predictions: list[LabelScore] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON form: ``{"image", "label", "predictions": [{"label", "score", "similarity"}]}``, or
+        ``{"image", "error"}`` for an image that could not be read."""
+        if self.error is not None:
+            return {"image": self.image, "error": self.error}
+        return {"image": self.image, "label": self.label, "predictions": [asdict(p) for p in self.predictions]}
+
+
+def read_labels(path: str | os.PathLike[str]) -> list[str]:
+    """Read labels from a text file: one per line; blank lines and lines starting with ``#`` are ignored.
+
+    Raises:
+        LabelError: the file cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise LabelError(f"labels file {path} not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelError(f"cannot read labels file {path}: {exc}") from exc
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def clean_labels(labels: Iterable[str]) -> list[str]:
+    """Validate labels: strip outer whitespace, merge duplicates (same text ignoring case) with a warning.
+
+    Raises:
+        LabelError: no labels, or a label that is not a non-empty string.
+    """
+    if isinstance(labels, str):
+        raise LabelError("labels must be a list of strings, not one string")
+    seen: dict[str, str] = {}
+    out: list[str] = []
+    for raw in labels:
+        if not isinstance(raw, str) or not raw.strip():
+            raise LabelError(f"every label must be a non-empty string, got {raw!r}")
+        label = raw.strip()
+        key = normalize_label(label)
+        if key in seen:
+            warnings.warn(f"duplicate label {label!r} merged with {seen[key]!r}", ClipzeroWarning, stacklevel=3)
+            continue
+        seen[key] = label
+        out.append(label)
+    if not out:
+        raise LabelError("no labels given: pass at least one label")
+    return out
+
+
+class ZeroShotClassifier:
+    """Classify images against free-text labels.
+
+    Args:
+        encoder: a loaded model (:func:`clipzero.load_model`).
+        labels: the candidate labels, kept exactly as given in outputs.
+        templates: a template set name, file, :class:`TemplateSet` or list of templates.
+        batch_size: prompts per text forward pass.
+
+    Raises:
+        LabelError: no labels, or an invalid one.
+        TemplateError: the template set is unknown or malformed.
+
+    Example:
+        >>> clf = ZeroShotClassifier(load_model(), ["cat", "dog"], templates="ensemble-en")
+        >>> clf.classify(["pet.jpg"])[0].label
+        'cat'
+    """
+
+    def __init__(self, encoder: Encoder, labels: Iterable[str],
+                 templates: str | os.PathLike[str] | TemplateSet | Sequence[str] = "ensemble-en",
+                 *, batch_size: int = 256) -> None:
+        self.encoder = encoder
+        self.labels = clean_labels(labels)
+        self.templates = load_templates(templates)
+        self.weights = self._class_embeddings(batch_size)  # (n_labels, dim)
+
+    @property
+    def uses_sigmoid(self) -> bool:
+        """True for SigLIP-family models, whose labels are scored independently."""
+        return self.encoder.logit_bias is not None
+
+    def _class_embeddings(self, batch_size: int) -> np.ndarray:
+        keys = [(self.encoder.id, self.templates.content_hash, normalize_label(label)) for label in self.labels]
+        missing = [label for label, key in zip(self.labels, keys) if key not in _LABEL_CACHE]
+        if missing:
+            prompts_per_label = [self.templates.prompts_for(label) for label in missing]
+            self._warn_long(missing, prompts_per_label)
+            flat = [prompt for prompts in prompts_per_label for prompt in prompts]
+            embedded = self.encoder.encode_texts(flat, batch_size=batch_size)  # (n_prompts, dim)
+            start = 0
+            for label, prompts in zip(missing, prompts_per_label):
+                mean = embedded[start:start + len(prompts)].mean(axis=0)
+                start += len(prompts)
+                _LABEL_CACHE[(self.encoder.id, self.templates.content_hash, normalize_label(label))] = (
+                    mean / max(float(np.linalg.norm(mean)), 1e-12)
+                ).astype(np.float32)
+        return np.stack([_LABEL_CACHE[key] for key in keys])
+
+    def _warn_long(self, labels: list[str], prompts_per_label: list[list[str]]) -> None:
+        limit = self.encoder.context_length
+        for label, prompts in zip(labels, prompts_per_label):
+            longest = max(self.encoder.count_tokens(p) for p in prompts)
+            if longest > limit:
+                warnings.warn(
+                    f"label {label[:60]!r} makes prompts of {longest} tokens, over the model's text context of "
+                    f"{limit}: they are truncated", ClipzeroWarning, stacklevel=4,
+                )
+
+    def scores(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and cosine similarities for image embeddings.
+
+        Args:
+            embeddings: float32 (n, dim), L2-normalised.
+
+        Returns:
+            (probabilities, similarities), each (n, n_labels).
+        """
+        similarities = np.asarray(embeddings, dtype=np.float32) @ self.weights.T  # (n, n_labels)
+        logits = similarities.astype(np.float64) * self.encoder.logit_scale
+        if self.uses_sigmoid:
+            probabilities = 1.0 / (1.0 + np.exp(-(logits + (self.encoder.logit_bias or 0.0))))
+        else:
+            logits -= logits.max(axis=1, keepdims=True)
+            exp = np.exp(logits)
+            probabilities = exp / exp.sum(axis=1, keepdims=True)
+        return probabilities, similarities
+
+    def predict_embeddings(self, embeddings: np.ndarray, names: Sequence[str], *, top_k: int = 5,
+                           threshold: float | None = None) -> list[Prediction]:
+        """Predictions for already-embedded images (one name per row)."""
+        if top_k < 1:
+            raise LabelError(f"top_k must be at least 1, got {top_k}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise LabelError(f"threshold must be a probability between 0 and 1, got {threshold}")
+        probabilities, similarities = self.scores(embeddings)
+        k = min(top_k, len(self.labels))
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        results = []
+        for row, name in enumerate(names):
+            top = [LabelScore(self.labels[j], float(probabilities[row, j]), float(similarities[row, j]))
+                   for j in order[row]]
+            chosen = top[0].label if threshold is None or top[0].score >= threshold else None
+            results.append(Prediction(image=name, label=chosen, predictions=top))
+        return results
+
+    def classify(self, images: Sequence[ImageSource], *, top_k: int = 5, threshold: float | None = None,
+                 batch_size: int = 32, on_error: Literal["raise", "report"] = "raise") -> list[Prediction]:
+        """Classify images given as paths, bytes or PIL images.
+
+        Args:
+            images: the images, classified in batches.
+            top_k: how many labels to return per image.
+            threshold: below this top probability the image gets no label (``label`` is None).
+            batch_size: images per forward pass.
+            on_error: ``raise`` an ImageError for an unreadable image, or ``report`` it as a Prediction whose
+                ``error`` says why, while the other images are classified.
+
+        Returns:
+            One Prediction per image, in input order.
+        """
+        results: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            tensors, names, slots = [], [], []
+            chunk_results: list[Prediction | None] = [None] * len(chunk)
+            for i, image in enumerate(chunk):
+                try:
+                    tensors.append(self.encoder.preprocess_images([image])[0])
+                except ImageError as exc:
+                    if on_error == "raise":
+                        raise
+                    chunk_results[i] = Prediction(image=source_name(image), label=None, error=exc.reason)
+                    continue
+                names.append(source_name(image))
+                slots.append(i)
+            if tensors:
+                import torch
+
+                embeddings = self.encoder.encode_pixels(torch.stack(tensors))
+                for slot, prediction in zip(slots, self.predict_embeddings(embeddings, names, top_k=top_k,
+                                                                           threshold=threshold)):
+                    chunk_results[slot] = prediction
+            results.extend(p for p in chunk_results if p is not None)
+        return results
