@@ -36,8 +36,11 @@ def _cached_hub_repos() -> list[str]:
     root = _hub.hub_cache_dir()
     if not root.is_dir():
         return []
-    return [folder.name[len("models--"):].replace("--", "/") for folder in sorted(root.glob("models--*"))
-            if any(folder.glob("snapshots/*/open_clip_config.json"))]
+    return [
+        folder.name[len("models--") :].replace("--", "/")
+        for folder in sorted(root.glob("models--*"))
+        if any(folder.glob("snapshots/*/open_clip_config.json"))
+    ]
 
 
 def list_models(cached_only: bool = False) -> list[ModelEntry]:

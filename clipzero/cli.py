@@ -22,11 +22,18 @@ __all__ = ["main"]
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", metavar="SPEC",
-                        help="model spec: ARCH:TAG, hf-hub:ORG/REPO, a directory, ARCH:FILE or a registered name "
-                             "(default: $CLIPZERO_MODEL, the config file, else the built-in default)")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"],
-                        help="weights precision (default: fp32; bf16 is about twice as fast on modern CPUs)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        metavar="SPEC",
+        help="model spec: ARCH:TAG, hf-hub:ORG/REPO, a directory, ARCH:FILE or a registered name "
+        "(default: $CLIPZERO_MODEL, the config file, else the built-in default)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        help="weights precision (default: fp32; bf16 is about twice as fast on modern CPUs)",
+    )
     parser.add_argument("--device", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
 
 
@@ -35,18 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"clipzero {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    classify = commands.add_parser("classify", help="label images with free-text labels",
-                                   description="Label images with free-text labels, zero-shot.")
+    classify = commands.add_parser(
+        "classify",
+        help="label images with free-text labels",
+        description="Label images with free-text labels, zero-shot.",
+    )
     classify.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     labels = classify.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", "-l", nargs="+", metavar="L", help="candidate labels")
     labels.add_argument("--labels-file", "-f", metavar="F", help="file with one label per line (# comments)")
     _add_model_options(classify)
-    classify.add_argument("--templates", "-t", metavar="NAME|PATH",
-                          help="template set: photo, ensemble-en (default), ensemble-zh, openai-imagenet, or a file")
+    classify.add_argument(
+        "--templates",
+        "-t",
+        metavar="NAME|PATH",
+        help="template set: photo, ensemble-en (default), ensemble-zh, openai-imagenet, or a file",
+    )
     classify.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
-    classify.add_argument("--threshold", type=float, metavar="P",
-                          help="no label ('none of these') when the top probability is below P")
+    classify.add_argument(
+        "--threshold", type=float, metavar="P", help="no label ('none of these') when the top probability is below P"
+    )
     classify.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     classify.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
     classify.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -88,15 +103,19 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
     if args.top_k < 1 or args.batch_size < 1:
         raise _UsageError("--top-k and --batch-size must be at least 1")
     labels = read_labels(args.labels_file) if args.labels_file else args.labels
-    encoder = load_model(args.model or settings.model, device=args.device or settings.device,
-                         precision=args.precision or settings.precision)
+    encoder = load_model(
+        args.model or settings.model,
+        device=args.device or settings.device,
+        precision=args.precision or settings.precision,
+    )
     classifier = ZeroShotClassifier(encoder, labels, templates=args.templates or settings.templates)
     results = []
     with _progress(len(args.images), args.quiet) as bar:
         for start in range(0, len(args.images), args.batch_size):
-            chunk = args.images[start:start + args.batch_size]
-            results += classifier.classify(chunk, top_k=args.top_k, threshold=args.threshold,
-                                           batch_size=args.batch_size, on_error="report")
+            chunk = args.images[start : start + args.batch_size]
+            results += classifier.classify(
+                chunk, top_k=args.top_k, threshold=args.threshold, batch_size=args.batch_size, on_error="report"
+            )
             bar.update(len(chunk))
     if args.json:
         _print_json([r.to_dict() for r in results], out)
@@ -152,8 +171,11 @@ def cmd_info(args: argparse.Namespace, out: TextIO) -> int:
         ("model", f"{info.id}{weights}"),
         ("architecture", info.arch),
         ("embedding", f"{info.embed_dim}-d; images {info.image_size} px; text context {info.context_length} tokens"),
-        ("parameters", f"image {_millions(info.params_image)}, text {_millions(info.params_text)}, "
-                       f"total {_millions(info.params_total)}"),
+        (
+            "parameters",
+            f"image {_millions(info.params_image)}, text {_millions(info.params_text)}, "
+            f"total {_millions(info.params_total)}",
+        ),
         ("memory", ", ".join(f"{k} {_mb(v)}" for k, v in info.memory_bytes.items()) + " (weights only)"),
         ("FLOPs", f"{info.gflops_image:.2f} GFLOP per image, {info.gflops_prompt:.2f} GFLOP per prompt"),
     ]
@@ -208,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"clipzero: error: {exc}\n")
             return exc.exit_code
         except BrokenPipeError:  # output piped into `head` and the like
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python from failing again at exit
+            sys.stdout = open(os.devnull, "w")
             return 0
         except KeyboardInterrupt:
             sys.stderr.write("clipzero: interrupted\n")

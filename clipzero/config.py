@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from .errors import ConfigError
 
@@ -70,8 +71,12 @@ class Settings:
             raise ConfigError("[models] must map names to model spec strings")
 
 
-_ENV = {"model": "CLIPZERO_MODEL", "precision": "CLIPZERO_PRECISION", "device": "CLIPZERO_DEVICE",
-        "templates": "CLIPZERO_TEMPLATES"}
+_ENV = {
+    "model": "CLIPZERO_MODEL",
+    "precision": "CLIPZERO_PRECISION",
+    "device": "CLIPZERO_DEVICE",
+    "templates": "CLIPZERO_TEMPLATES",
+}
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -96,7 +101,9 @@ def load_settings(path: Path | None = None) -> Settings:
         known = {f.name for f in dataclasses.fields(Settings)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"config file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
     for key, var in _ENV.items():
         if os.environ.get(var):
             values[key] = os.environ[var]

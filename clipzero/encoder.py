@@ -95,7 +95,7 @@ class Encoder:
         precision: str = "fp32",
         device: torch.device | str = "cpu",
     ) -> None:
-        self.model = model.eval()
+        self.model: Any = model.eval()  # open_clip CLIP, CustomTextCLIP or a quantized copy
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.id = id
@@ -106,19 +106,33 @@ class Encoder:
         self.images_encoded = 0
         params = [p for p in model.parameters() if p.is_floating_point()]
         self._dtype = params[0].dtype if params else torch.float32
-        self.context_length = int(getattr(tokenizer, "context_length", None) or getattr(model, "context_length", 77))
+        context: Any = getattr(tokenizer, "context_length", None) or getattr(model, "context_length", 77)
+        self.context_length = int(context)
         self.embed_dim = int(self._probe_dim())
 
     @classmethod
     def from_open_clip(
-        cls, model: torch.nn.Module, preprocess: Callable[[Image.Image], torch.Tensor],
-        tokenizer: Callable[..., torch.Tensor], *, id: str, precision: str = "fp32", device: str = "cpu",
+        cls,
+        model: torch.nn.Module,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        tokenizer: Callable[..., torch.Tensor],
+        *,
+        id: str,
+        precision: str = "fp32",
+        device: str = "cpu",
         arch: str = "custom",
     ) -> Encoder:
         """Wrap an open_clip model built elsewhere (fp32, on the CPU), applying ``precision`` and ``device``."""
         resolved = resolve_device(device)
-        return cls(apply_precision(model, precision, resolved), preprocess, tokenizer, id=id, arch=arch,
-                   precision=precision, device=resolved)
+        return cls(
+            apply_precision(model, precision, resolved),
+            preprocess,
+            tokenizer,
+            id=id,
+            arch=arch,
+            precision=precision,
+            device=resolved,
+        )
 
     def _probe_dim(self) -> int:
         with torch.inference_mode():
@@ -143,7 +157,7 @@ class Encoder:
         """Tokens ``text`` needs, start and end markers included (more than ``context_length`` is truncated)."""
         inner: Any = getattr(self.tokenizer, "tokenizer", None)  # Hugging Face tokenizers wrapped by open_clip
         if hasattr(self.tokenizer, "encode"):
-            return len(self.tokenizer.encode(text)) + 2  # type: ignore[attr-defined]
+            return len(self.tokenizer.encode(text)) + 2
         if inner is not None:
             return len(inner(text)["input_ids"])
         return 0
@@ -161,7 +175,7 @@ class Encoder:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                tokens = self.tokenizer(list(texts[start:start + batch_size])).to(self.device)  # (b, ctx)
+                tokens = self.tokenizer(list(texts[start : start + batch_size])).to(self.device)  # (b, ctx)
                 chunks.append(self._normalise(self.model.encode_text(tokens)))
         self.texts_encoded += len(texts)
         return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
@@ -190,8 +204,10 @@ class Encoder:
         Raises:
             ImageError: an image cannot be read (the error names it).
         """
-        chunks = [self.encode_pixels(self.preprocess_images(images[start:start + batch_size]))
-                  for start in range(0, len(images), batch_size)]
+        chunks = [
+            self.encode_pixels(self.preprocess_images(images[start : start + batch_size]))
+            for start in range(0, len(images), batch_size)
+        ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
 
     @staticmethod
@@ -201,4 +217,6 @@ class Encoder:
         return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
 
     def __repr__(self) -> str:
-        return f"Encoder(id={self.id!r}, precision={self.precision!r}, device={str(self.device)!r}, dim={self.embed_dim})"
+        return (
+            f"Encoder(id={self.id!r}, precision={self.precision!r}, device={str(self.device)!r}, dim={self.embed_dim})"
+        )

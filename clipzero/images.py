@@ -12,7 +12,6 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,7 +24,7 @@ __all__ = ["DEFAULT_MAX_PIXELS", "ImageSource", "load_image", "source_name", "to
 #: bomb limit (2 x ``PIL.Image.MAX_IMAGE_PIXELS``, about 179M) still applies above it.
 DEFAULT_MAX_PIXELS = 128_000_000
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image]
+ImageSource = str | os.PathLike[str] | bytes | Image.Image
 
 
 def source_name(source: ImageSource) -> str:
@@ -84,7 +83,7 @@ def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
     if isinstance(source, bytes):
         if not source:
             raise ImageError(name, "empty data (0 bytes)")
-        stream: io.BufferedIOBase | io.BytesIO = io.BytesIO(source)
+        stream = io.BytesIO(source)
     else:
         path = Path(source)
         try:
@@ -131,7 +130,7 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
         return image
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _scale_to_rgb(image)
-    if mode == "P" and "transparency" in image.info or mode in ("PA", "RGBa", "La"):
+    if (mode == "P" and "transparency" in image.info) or mode in ("PA", "RGBa", "La"):
         image = image.convert("RGBA")
         mode = "RGBA"
     if mode in ("LA", "RGBA"):

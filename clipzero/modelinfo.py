@@ -60,7 +60,9 @@ def _linear_weights(module: torch.nn.Module) -> int:
 def _flops(fn: Any, *args: torch.Tensor) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    # With gradients enabled, nn.MultiheadAttention takes its plain path: its fused inference fast path is
+    # invisible to the FLOP counter and would hide the attention projections.
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
         fn(*args)
     return counter.get_total_flops() / 1e9
 
@@ -84,9 +86,8 @@ def describe_model(spec: str | None = None) -> ModelInfo:
     # Sizes and costs do not depend on the weights: never download them just to describe a model.
     loaded = parsed.kind != "pretrained" or is_cached(parsed)
     model, _, tokenizer, arch, model_id = _build(parsed, load_weights=loaded)
-    assert isinstance(model, torch.nn.Module)
     model.eval()
-    visual = model.visual
+    visual: Any = model.visual
     total = _count(model)
     image = _count(visual)
     scalars = sum(p.numel() for name, p in model.named_parameters() if name.startswith("logit_"))
@@ -96,11 +97,20 @@ def describe_model(spec: str | None = None) -> ModelInfo:
     linear = _linear_weights(model)
     memory = {"fp32": 4 * total, "bf16": 2 * total, "int8": linear + 4 * (total - linear)}
     gflops_image = _flops(model.encode_image, torch.zeros(1, 3, side, side))
-    gflops_prompt = _flops(model.encode_text, tokenizer(["x " * context]))  # type: ignore[operator]
+    gflops_prompt = _flops(model.encode_text, tokenizer(["x " * context]))
     with torch.inference_mode():
-        embed_dim = int(model.encode_text(tokenizer(["a"])).shape[-1])  # type: ignore[operator]
+        embed_dim = int(model.encode_text(tokenizer(["a"])).shape[-1])
     return ModelInfo(
-        id=parsed.name or model_id, arch=arch, embed_dim=embed_dim, image_size=side, context_length=context,
-        params_image=image, params_text=total - image - scalars, params_total=total, memory_bytes=memory,
-        gflops_image=gflops_image, gflops_prompt=gflops_prompt, weights_loaded=loaded,
+        id=parsed.name or model_id,
+        arch=arch,
+        embed_dim=embed_dim,
+        image_size=side,
+        context_length=context,
+        params_image=image,
+        params_text=total - image - scalars,
+        params_total=total,
+        memory_bytes=memory,
+        gflops_image=gflops_image,
+        gflops_prompt=gflops_prompt,
+        weights_loaded=loaded,
     )

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _hub
 from .config import load_settings
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ModelSpec",
-    "is_cached",
     "RegisteredModel",
+    "is_cached",
     "list_registered_models",
     "load_model",
     "parse_spec",
@@ -136,15 +136,16 @@ def parse_spec(spec: str) -> ModelSpec:
     if text in registered:
         target = registered[text].resolve()
         inner = parse_spec(target)
-        return ModelSpec(text=text, kind=inner.kind, arch=inner.arch, tag=inner.tag, repo=inner.repo,
-                         path=inner.path, name=text)
+        return ModelSpec(
+            text=text, kind=inner.kind, arch=inner.arch, tag=inner.tag, repo=inner.repo, path=inner.path, name=text
+        )
     if text.startswith("hf-hub:"):
-        repo = text[len("hf-hub:"):].strip("/")
+        repo = text[len("hf-hub:") :].strip("/")
         if repo.count("/") != 1:
             raise ModelNotFoundError(f"model spec {spec!r}: expected hf-hub:ORG/REPO")
         return ModelSpec(text=text, kind="hf-hub", repo=repo)
     if text.startswith("local-dir:"):
-        text = text[len("local-dir:"):]
+        text = text[len("local-dir:") :]
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / _HUB_CONFIG).is_file():
@@ -256,11 +257,12 @@ def load_model(spec: str | None = None, device: str = "auto", precision: str = "
 
     parsed = parse_spec(spec or load_settings().model)
     model, preprocess, tokenizer, arch, model_id = _build(parsed)
-    return Encoder.from_open_clip(model, preprocess, tokenizer, id=parsed.name or model_id, arch=arch,
-                                  precision=precision, device=device)
+    return Encoder.from_open_clip(
+        model, preprocess, tokenizer, id=parsed.name or model_id, arch=arch, precision=precision, device=device
+    )
 
 
-def _build(parsed: ModelSpec, load_weights: bool = True) -> tuple[object, object, object, str, str]:
+def _build(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, Any, Any, str, str]:
     """Create the fp32 CPU open_clip model for a parsed spec: (model, preprocess, tokenizer, arch, id)."""
     import open_clip
 
@@ -273,7 +275,9 @@ def _build(parsed: ModelSpec, load_weights: bool = True) -> tuple[object, object
             cfg = open_clip.get_pretrained_cfg(parsed.arch, parsed.tag)
             kwargs["pretrained"] = str(_pretrained_file(parsed.text, cfg))
             # A file path skips open_clip's per-tag settings: pass them on ourselves.
-            kwargs["force_preprocess_cfg"] = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
+            for key in ("mean", "std", "interpolation", "resize_mode"):
+                if key in cfg:
+                    kwargs[f"image_{key}"] = cfg[key]
             if cfg.get("quick_gelu"):
                 kwargs["force_quick_gelu"] = True
     elif parsed.kind == "local-file":
@@ -318,7 +322,9 @@ def _load_error(parsed: ModelSpec, exc: Exception) -> ModelLoadError:
             "beyond tensors, which could run code. Convert it to safetensors, or save only its state_dict."
         )
     first = text.splitlines()[0] if text else type(exc).__name__
-    return ModelLoadError(f"model {parsed.text!r}: the weights could not be loaded into the architecture: {first[:600]}")
+    return ModelLoadError(
+        f"model {parsed.text!r}: the weights could not be loaded into the architecture: {first[:600]}"
+    )
 
 
 def _read_config(folder: Path) -> dict[str, dict[str, object]]:

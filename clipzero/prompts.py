@@ -49,12 +49,18 @@ def _check_template(template: str, where: str, *, need_label: bool) -> str:
     try:
         fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
-        raise TemplateError(f"{where}: malformed template {template!r} ({exc}); write a literal brace as {{{{ or }}}}") from exc
+        raise TemplateError(
+            f"{where}: malformed template {template!r} ({exc}); write a literal brace as {{{{ or }}}}"
+        ) from exc
     for name, spec, conv in fields:
         if name != "label":
-            raise TemplateError(f"{where}: template {template!r} has an unknown slot {{{name}}}; the only slot is {{label}}")
+            raise TemplateError(
+                f"{where}: template {template!r} has an unknown slot {{{name}}}; the only slot is {{label}}"
+            )
         if spec or conv:
-            raise TemplateError(f"{where}: template {template!r}: the {{label}} slot takes no format spec or conversion")
+            raise TemplateError(
+                f"{where}: template {template!r}: the {{label}} slot takes no format spec or conversion"
+            )
     if need_label and not fields:
         raise TemplateError(f"{where}: template {template!r} has no {{label}} slot")
     return template
@@ -77,13 +83,16 @@ class TemplateSet:
     per_label: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     language: str | None = None
     description: str = ""
+    _lookup: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         for i, template in enumerate(self.templates):
             _check_template(template, f"template set {self.name!r}, template {i + 1}", need_label=True)
         for label, prompts in self.per_label.items():
             if not isinstance(label, str) or not label.strip():
-                raise TemplateError(f"template set {self.name!r}: per-label keys must be non-empty strings, got {label!r}")
+                raise TemplateError(
+                    f"template set {self.name!r}: per-label keys must be non-empty strings, got {label!r}"
+                )
             if isinstance(prompts, str) or not prompts:
                 raise TemplateError(f"template set {self.name!r}: label {label!r} needs a non-empty list of prompts")
             for prompt in prompts:
@@ -108,7 +117,7 @@ class TemplateSet:
         Raises:
             TemplateError: the set has only per-label prompts and none for this label.
         """
-        own: tuple[str, ...] = getattr(self, "_lookup").get(normalize_label(label), ())
+        own: tuple[str, ...] = self._lookup.get(normalize_label(label), ())
         prompts = [t.format(label=label) for t in self.templates]
         prompts += [p.format(label=label) for p in own]
         if not prompts:
@@ -141,8 +150,14 @@ def _openai_set(attribute: str, name: str, description: str) -> Callable[[], Tem
 
 #: Sets built in code rather than files (read from open_clip at run time).
 _CODE_SETS: dict[str, Callable[[], TemplateSet]] = {
-    "openai-imagenet": _openai_set("OPENAI_IMAGENET_TEMPLATES", "openai-imagenet", "the 80 ImageNet templates of the CLIP paper, read from open_clip"),
-    "simple-imagenet": _openai_set("SIMPLE_IMAGENET_TEMPLATES", "simple-imagenet", "the 18-template short ImageNet set, read from open_clip"),
+    "openai-imagenet": _openai_set(
+        "OPENAI_IMAGENET_TEMPLATES",
+        "openai-imagenet",
+        "the 80 ImageNet templates of the CLIP paper, read from open_clip",
+    ),
+    "simple-imagenet": _openai_set(
+        "SIMPLE_IMAGENET_TEMPLATES", "simple-imagenet", "the 18-template short ImageNet set, read from open_clip"
+    ),
 }
 
 
@@ -250,7 +265,9 @@ def _from_data(data: Any, name: str, where: str) -> TemplateSet:
     if _STRUCTURED_KEYS & set(data):
         unknown = sorted(set(data) - _STRUCTURED_KEYS)
         if unknown:
-            raise TemplateError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_STRUCTURED_KEYS))}")
+            raise TemplateError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_STRUCTURED_KEYS))}"
+            )
         labels = data.get("labels") or {}
         if not isinstance(labels, dict):
             raise TemplateError(f"{where}: 'labels' must map each label to a list of prompts")

@@ -133,9 +133,14 @@ class ZeroShotClassifier:
         'cat'
     """
 
-    def __init__(self, encoder: Encoder, labels: Iterable[str],
-                 templates: str | os.PathLike[str] | TemplateSet | Sequence[str] = "ensemble-en",
-                 *, batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        labels: Iterable[str],
+        templates: str | os.PathLike[str] | TemplateSet | Sequence[str] = "ensemble-en",
+        *,
+        batch_size: int = 256,
+    ) -> None:
         self.encoder = encoder
         self.labels = clean_labels(labels)
         self.templates = load_templates(templates)
@@ -156,7 +161,7 @@ class ZeroShotClassifier:
             embedded = self.encoder.encode_texts(flat, batch_size=batch_size)  # (n_prompts, dim)
             start = 0
             for label, prompts in zip(missing, prompts_per_label):
-                mean = embedded[start:start + len(prompts)].mean(axis=0)
+                mean = embedded[start : start + len(prompts)].mean(axis=0)
                 start += len(prompts)
                 _LABEL_CACHE[(self.encoder.id, self.templates.content_hash, normalize_label(label))] = (
                     mean / max(float(np.linalg.norm(mean)), 1e-12)
@@ -170,7 +175,9 @@ class ZeroShotClassifier:
             if longest > limit:
                 warnings.warn(
                     f"label {label[:60]!r} makes prompts of {longest} tokens, over the model's text context of "
-                    f"{limit}: they are truncated", ClipzeroWarning, stacklevel=4,
+                    f"{limit}: they are truncated",
+                    ClipzeroWarning,
+                    stacklevel=4,
                 )
 
     def scores(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,8 +199,9 @@ class ZeroShotClassifier:
             probabilities = exp / exp.sum(axis=1, keepdims=True)
         return probabilities, similarities
 
-    def predict_embeddings(self, embeddings: np.ndarray, names: Sequence[str], *, top_k: int = 5,
-                           threshold: float | None = None) -> list[Prediction]:
+    def predict_embeddings(
+        self, embeddings: np.ndarray, names: Sequence[str], *, top_k: int = 5, threshold: float | None = None
+    ) -> list[Prediction]:
         """Predictions for already-embedded images (one name per row)."""
         if top_k < 1:
             raise LabelError(f"top_k must be at least 1, got {top_k}")
@@ -204,14 +212,23 @@ class ZeroShotClassifier:
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         results = []
         for row, name in enumerate(names):
-            top = [LabelScore(self.labels[j], float(probabilities[row, j]), float(similarities[row, j]))
-                   for j in order[row]]
+            top = [
+                LabelScore(self.labels[j], float(probabilities[row, j]), float(similarities[row, j]))
+                for j in order[row]
+            ]
             chosen = top[0].label if threshold is None or top[0].score >= threshold else None
             results.append(Prediction(image=name, label=chosen, predictions=top))
         return results
 
-    def classify(self, images: Sequence[ImageSource], *, top_k: int = 5, threshold: float | None = None,
-                 batch_size: int = 32, on_error: Literal["raise", "report"] = "raise") -> list[Prediction]:
+    def classify(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        top_k: int = 5,
+        threshold: float | None = None,
+        batch_size: int = 32,
+        on_error: Literal["raise", "report"] = "raise",
+    ) -> list[Prediction]:
         """Classify images given as paths, bytes or PIL images.
 
         Args:
@@ -227,7 +244,7 @@ class ZeroShotClassifier:
         """
         results: list[Prediction] = []
         for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
+            chunk = images[start : start + batch_size]
             tensors, names, slots = [], [], []
             chunk_results: list[Prediction | None] = [None] * len(chunk)
             for i, image in enumerate(chunk):
@@ -244,8 +261,9 @@ class ZeroShotClassifier:
                 import torch
 
                 embeddings = self.encoder.encode_pixels(torch.stack(tensors))
-                for slot, prediction in zip(slots, self.predict_embeddings(embeddings, names, top_k=top_k,
-                                                                           threshold=threshold)):
+                for slot, prediction in zip(
+                    slots, self.predict_embeddings(embeddings, names, top_k=top_k, threshold=threshold)
+                ):
                     chunk_results[slot] = prediction
             results.extend(p for p in chunk_results if p is not None)
         return results

@@ -87,8 +87,9 @@ def tiny_encoder(tiny_model_dir: Path) -> object:
     return load_model(str(tiny_model_dir), device="cpu")
 
 
-def write_image(path: Path, colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (48, 40),
-                fmt: str | None = None) -> Path:
+def write_image(
+    path: Path, colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (48, 40), fmt: str | None = None
+) -> Path:
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", size, (240, 240, 240))

@@ -36,8 +36,12 @@ def test_txt_file_with_comments(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("line", "message"),
-    [("a photo of a thing.", "no {label} slot"), ("a {label} by {artist}.", "unknown slot {artist}"),
-     ("a {label!r}.", "no format spec"), ("a {label.", "malformed")],
+    [
+        ("a photo of a thing.", "no {label} slot"),
+        ("a {label} by {artist}.", "unknown slot {artist}"),
+        ("a {label!r}.", "no format spec"),
+        ("a {label.", "malformed"),
+    ],
 )
 def test_bad_templates_fail_loudly(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "bad.txt"
