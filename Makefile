@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench demo clean
+.PHONY: install test lint typecheck pytest bench demo clean
 
 # (Re)create the virtual environment when pyproject.toml or the constraints change.
 $(STAMP): pyproject.toml constraints-dev.txt
@@ -28,6 +28,15 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/precision.py
+	$(BIN)/python benchmarks/shapes_quality.py
+
+# The offline quickstart: the bundled model labels the example images, in English and in Chinese.
+demo: $(STAMP)
+	@echo '$$ clipzero classify examples/*.png --labels-file examples/labels-en.txt --model clipzero-shapes --templates photo --top-k 3'
+	@$(BIN)/clipzero classify examples/*.png --labels-file examples/labels-en.txt --model clipzero-shapes --templates photo --top-k 3
+	@echo
+	@echo '$$ clipzero classify examples/*.png --labels-file examples/labels-zh.txt --model clipzero-shapes --templates photo-zh --top-k 3'
+	@$(BIN)/clipzero classify examples/*.png --labels-file examples/labels-zh.txt --model clipzero-shapes --templates photo-zh --top-k 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -80,7 +80,7 @@ def describe_model(spec: str | None = None) -> ModelInfo:
         ModelNotFoundError: the spec names nothing known.
     """
     from .config import load_settings
-    from .models import _build, is_cached, parse_spec
+    from .models import _build, canonical_id, is_cached, parse_spec
 
     parsed = parse_spec(spec or load_settings().model)
     # Sizes and costs do not depend on the weights: never download them just to describe a model.
@@ -101,7 +101,7 @@ def describe_model(spec: str | None = None) -> ModelInfo:
     with torch.inference_mode():
         embed_dim = int(model.encode_text(tokenizer(["a"])).shape[-1])
     return ModelInfo(
-        id=parsed.name or model_id,
+        id=canonical_id(parsed, model_id),
         arch=arch,
         embed_dim=embed_dim,
         image_size=side,

@@ -62,6 +62,7 @@ class RegisteredModel:
 
 
 _REGISTRY: dict[str, RegisteredModel] = {}
+_ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def register_model(name: str, target: str | Callable[[], str], description: str = "") -> None:
@@ -75,6 +76,22 @@ def register_model(name: str, target: str | Callable[[], str], description: str 
     if not name or ":" in name or "/" in name or os.sep in name:
         raise ClipzeroError(f"cannot register model name {name!r}: it must be non-empty without ':' or '/'")
     _REGISTRY[name] = RegisteredModel(name, target, description)
+
+
+register_model(
+    "clipzero-shapes",
+    str(_ASSETS / "clipzero-shapes"),
+    "bundled with clipzero: a small CLIP of the shapes world (English and Chinese); loads offline",
+)
+
+
+@lru_cache(maxsize=1)
+def _open_clip() -> Any:
+    """open_clip, with clipzero's own architectures (assets/configs) added to its registry."""
+    import open_clip
+
+    open_clip.add_model_config(_ASSETS / "configs")
+    return open_clip
 
 
 def list_registered_models() -> list[RegisteredModel]:
@@ -109,7 +126,7 @@ class ModelSpec:
 
 
 def _known_arch(arch: str) -> str:
-    import open_clip
+    open_clip = _open_clip()
 
     models = open_clip.list_models()
     if arch in models:
@@ -160,7 +177,7 @@ def parse_spec(spec: str) -> ModelSpec:
             if not weights.is_file():
                 raise ModelNotFoundError(f"model spec {spec!r}: weights file {weights} not found")
             return ModelSpec(text=spec, kind="local-file", arch=_known_arch(arch), path=weights)
-        import open_clip
+        open_clip = _open_clip()
 
         arch = _known_arch(arch)
         tags = open_clip.list_pretrained_tags_by_model(arch)
@@ -171,7 +188,7 @@ def parse_spec(spec: str) -> ModelSpec:
         return ModelSpec(text=spec, kind="pretrained", arch=arch, tag=rest)
     if _looks_like_path(text):
         raise ModelNotFoundError(f"model path {text} does not exist")
-    import open_clip
+    open_clip = _open_clip()
 
     if text in open_clip.list_models():
         tags = open_clip.list_pretrained_tags_by_model(text)
@@ -222,7 +239,7 @@ def _digest(*paths: Path) -> str:
 
 
 def _matching_arch(model_cfg: dict[str, object]) -> str:
-    import open_clip
+    open_clip = _open_clip()
 
     for name in open_clip.list_models():
         if open_clip.get_model_config(name) == model_cfg:
@@ -258,13 +275,21 @@ def load_model(spec: str | None = None, device: str = "auto", precision: str = "
     parsed = parse_spec(spec or load_settings().model)
     model, preprocess, tokenizer, arch, model_id = _build(parsed)
     return Encoder.from_open_clip(
-        model, preprocess, tokenizer, id=parsed.name or model_id, arch=arch, precision=precision, device=device
+        model, preprocess, tokenizer, id=canonical_id(parsed, model_id), arch=arch, precision=precision, device=device
     )
+
+
+def canonical_id(parsed: ModelSpec, model_id: str) -> str:
+    """The id of a model: a registered name standing for local weights keeps its name, tied to the weights' hash
+    (``clipzero-shapes@sha256:...``), so caches never mix two versions; other ids are canonical already."""
+    if parsed.name and "@sha256:" in model_id:
+        return parsed.name + model_id[model_id.index("@sha256:") :]
+    return model_id
 
 
 def _build(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, Any, Any, str, str]:
     """Create the fp32 CPU open_clip model for a parsed spec: (model, preprocess, tokenizer, arch, id)."""
-    import open_clip
+    open_clip = _open_clip()
 
     kwargs: dict[str, object] = {}
     if parsed.kind == "pretrained":
@@ -339,7 +364,7 @@ def _read_config(folder: Path) -> dict[str, dict[str, object]]:
 
 def is_cached(parsed: ModelSpec) -> bool:
     """True when the model loads with no network: local files, or weights already in a local cache."""
-    import open_clip
+    open_clip = _open_clip()
 
     if parsed.kind in ("local-dir", "local-file"):
         return True
