@@ -25,6 +25,7 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
     ModelUnavailableError,
+    StoreError,
     TemplateError,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "ClipzeroError",
     "ClipzeroWarning",
     "ConfigError",
+    "EmbeddingStore",
     "Encoder",
     "ImageError",
     "LabelError",
@@ -43,22 +45,30 @@ __all__ = [
     "ModelNotFoundError",
     "ModelUnavailableError",
     "Prediction",
+    "SearchHit",
+    "StoreError",
     "TemplateError",
     "TemplateSet",
     "ZeroShotClassifier",
     "__version__",
     "describe_model",
+    "find_images",
     "list_template_sets",
     "load_image",
     "load_model",
     "load_templates",
+    "open_store",
     "read_labels",
     "register_model",
 ]
 
 # Public name -> the module that defines it; imported on first access.
 _LAZY = {
+    "EmbeddingStore": "store",
     "Encoder": "encoder",
+    "SearchHit": "store",
+    "find_images": "images",
+    "open_store": "store",
     "LabelScore": "zeroshot",
     "ModelInfo": "modelinfo",
     "Prediction": "zeroshot",
@@ -75,10 +85,11 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .encoder import Encoder
-    from .images import load_image
+    from .images import find_images, load_image
     from .modelinfo import ModelInfo, describe_model
     from .models import load_model, register_model
     from .prompts import TemplateSet, list_template_sets, load_templates
+    from .store import EmbeddingStore, SearchHit, open_store
     from .zeroshot import LabelScore, Prediction, ZeroShotClassifier, read_labels
 
 

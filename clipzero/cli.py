@@ -13,9 +13,10 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
+from . import __version__, _cli_index
 from .errors import ClipzeroError
 
 __all__ = ["main"]
@@ -65,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     classify.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
     classify.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    classify.add_argument(
+        "--store",
+        "-s",
+        metavar="DIR",
+        type=Path,
+        help="reuse the embeddings of images already in this store (and its model)",
+    )
 
     models = commands.add_parser("models", help="list the models that can be loaded, and which are cached")
     models.add_argument("--cached", action="store_true", help="only models that load without network")
@@ -73,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="parameters, memory by precision and FLOPs of a model")
     info.add_argument("model", nargs="?", metavar="MODEL", help="model spec (default: the configured model)")
     info.add_argument("--json", action="store_true", help="print JSON")
+
+    _cli_index.add_parsers(commands, _add_model_options)
 
     prompts = commands.add_parser("prompts", help="list or show prompt template sets")
     prompt_commands = prompts.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
@@ -103,8 +113,13 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
     if args.top_k < 1 or args.batch_size < 1:
         raise _UsageError("--top-k and --batch-size must be at least 1")
     labels = read_labels(args.labels_file) if args.labels_file else args.labels
+    store = None
+    if args.store is not None:
+        from .store import EmbeddingStore
+
+        store = EmbeddingStore(args.store)  # opened without a model: it only lends vectors
     encoder = load_model(
-        args.model or settings.model,
+        args.model or (store.model_spec if store else settings.model),
         device=args.device or settings.device,
         precision=args.precision or settings.precision,
     )
@@ -114,7 +129,12 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
         for start in range(0, len(args.images), args.batch_size):
             chunk = args.images[start : start + args.batch_size]
             results += classifier.classify(
-                chunk, top_k=args.top_k, threshold=args.threshold, batch_size=args.batch_size, on_error="report"
+                chunk,
+                top_k=args.top_k,
+                threshold=args.threshold,
+                batch_size=args.batch_size,
+                on_error="report",
+                store=store,
             )
             bar.update(len(chunk))
     if args.json:
@@ -206,7 +226,13 @@ class _UsageError(ClipzeroError):
     exit_code = 2
 
 
-_COMMANDS = {"classify": cmd_classify, "models": cmd_models, "info": cmd_info, "prompts": cmd_prompts}
+_COMMANDS = {
+    "classify": cmd_classify,
+    "models": cmd_models,
+    "info": cmd_info,
+    "prompts": cmd_prompts,
+    **_cli_index.handlers,
+}
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:

@@ -73,6 +73,7 @@ class Encoder:
 
     Attributes:
         id: the canonical model string (architecture and weights; precision does not change it).
+        spec: the model spec it was loaded from (what to pass to load_model to get it again).
         arch: the open_clip architecture name, or ``custom``.
         precision: fp32, bf16, fp16 or int8.
         device: where the model runs.
@@ -102,6 +103,7 @@ class Encoder:
         self.arch = arch
         self.precision = precision
         self.device = torch.device(device)
+        self.spec = id  # the spec it was loaded from; load_model sets it
         self.texts_encoded = 0
         self.images_encoded = 0
         params = [p for p in model.parameters() if p.is_floating_point()]

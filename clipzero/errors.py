@@ -15,6 +15,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelUnavailableError",
+    "StoreError",
     "TemplateError",
 ]
 
@@ -60,6 +61,10 @@ class ImageError(ClipzeroError):
         self.source = source
         self.reason = reason
         super().__init__(f"{source}: {reason}")
+
+
+class StoreError(ClipzeroError):
+    """An embedding store cannot be used as asked: another model's store, a newer schema, locked by a writer."""
 
 
 class TemplateError(ClipzeroError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,39 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageSource", "load_image", "source_name", "to_rgb"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "ImageSource",
+    "find_images",
+    "load_image",
+    "source_name",
+    "to_rgb",
+]
 
 #: Images with more pixels than this are refused before decoding (about 11k x 11k, 384 MB as RGB). Pillow's own
 #: bomb limit (2 x ``PIL.Image.MAX_IMAGE_PIXELS``, about 179M) still applies above it.
 DEFAULT_MAX_PIXELS = 128_000_000
 
 ImageSource = str | os.PathLike[str] | bytes | Image.Image
+
+
+#: File endings treated as images when a folder is listed (files named explicitly are always tried).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+def find_images(paths: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[str]:
+    """Expand paths into image files: files as given, folders listed (sorted; with ``recursive``, all the way
+    down) keeping files with an image ending. A path that does not exist is kept, to be reported by the reader."""
+    found: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            pattern = path.rglob("*") if recursive else path.iterdir()
+            found.extend(str(p) for p in sorted(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(os.fspath(raw))
+    return found
 
 
 def source_name(source: ImageSource) -> str:

@@ -274,9 +274,11 @@ def load_model(spec: str | None = None, device: str = "auto", precision: str = "
 
     parsed = parse_spec(spec or load_settings().model)
     model, preprocess, tokenizer, arch, model_id = _build(parsed)
-    return Encoder.from_open_clip(
+    encoder = Encoder.from_open_clip(
         model, preprocess, tokenizer, id=canonical_id(parsed, model_id), arch=arch, precision=precision, device=device
     )
+    encoder.spec = parsed.text
+    return encoder
 
 
 def canonical_id(parsed: ModelSpec, model_id: str) -> str:

@@ -19,10 +19,12 @@ import numpy as np
 
 from .errors import ClipzeroWarning, ImageError, LabelError
 from .images import ImageSource, source_name
+from .labelcache import LabelCache, default_label_cache
 from .prompts import TemplateSet, load_templates, normalize_label
 
 if TYPE_CHECKING:
     from .encoder import Encoder
+    from .store import EmbeddingStore
 
 __all__ = ["LabelScore", "Prediction", "ZeroShotClassifier", "clean_labels", "clear_label_cache", "read_labels"]
 
@@ -122,6 +124,7 @@ class ZeroShotClassifier:
         labels: the candidate labels, kept exactly as given in outputs.
         templates: a template set name, file, :class:`TemplateSet` or list of templates.
         batch_size: prompts per text forward pass.
+        label_cache: the persistent label cache (True: the one under CLIPZERO_HOME; False: none).
 
     Raises:
         LabelError: no labels, or an invalid one.
@@ -140,10 +143,14 @@ class ZeroShotClassifier:
         templates: str | os.PathLike[str] | TemplateSet | Sequence[str] = "ensemble-en",
         *,
         batch_size: int = 256,
+        label_cache: LabelCache | bool = True,
     ) -> None:
         self.encoder = encoder
         self.labels = clean_labels(labels)
         self.templates = load_templates(templates)
+        if label_cache is True:
+            label_cache = default_label_cache()
+        self.label_cache = label_cache if isinstance(label_cache, LabelCache) else None
         self.weights = self._class_embeddings(batch_size)  # (n_labels, dim)
 
     @property
@@ -153,6 +160,8 @@ class ZeroShotClassifier:
 
     def _class_embeddings(self, batch_size: int) -> np.ndarray:
         keys = [(self.encoder.id, self.templates.content_hash, normalize_label(label)) for label in self.labels]
+        if self.label_cache is not None:  # the persistent cache fills what this process has not seen yet
+            _LABEL_CACHE.update(self.label_cache.get_many(k for k in keys if k not in _LABEL_CACHE))
         missing = [label for label, key in zip(self.labels, keys) if key not in _LABEL_CACHE]
         if missing:
             prompts_per_label = [self.templates.prompts_for(label) for label in missing]
@@ -166,6 +175,9 @@ class ZeroShotClassifier:
                 _LABEL_CACHE[(self.encoder.id, self.templates.content_hash, normalize_label(label))] = (
                     mean / max(float(np.linalg.norm(mean)), 1e-12)
                 ).astype(np.float32)
+            if self.label_cache is not None:
+                missing_keys = {(self.encoder.id, self.templates.content_hash, normalize_label(m)) for m in missing}
+                self.label_cache.put_many({k: _LABEL_CACHE[k] for k in missing_keys})
         return np.stack([_LABEL_CACHE[key] for key in keys])
 
     def _warn_long(self, labels: list[str], prompts_per_label: list[list[str]]) -> None:
@@ -228,6 +240,7 @@ class ZeroShotClassifier:
         threshold: float | None = None,
         batch_size: int = 32,
         on_error: Literal["raise", "report"] = "raise",
+        store: EmbeddingStore | None = None,
     ) -> list[Prediction]:
         """Classify images given as paths, bytes or PIL images.
 
@@ -238,16 +251,28 @@ class ZeroShotClassifier:
             batch_size: images per forward pass.
             on_error: ``raise`` an ImageError for an unreadable image, or ``report`` it as a Prediction whose
                 ``error`` says why, while the other images are classified.
+            store: an EmbeddingStore of the same model: images it holds (unchanged files) are not encoded again.
 
         Returns:
             One Prediction per image, in input order.
         """
+        if store is not None and store.model_id != self.encoder.id:
+            from .errors import StoreError
+
+            raise StoreError(f"store {store.path} holds embeddings of {store.model_id!r}, not {self.encoder.id!r}")
         results: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             tensors, names, slots = [], [], []
             chunk_results: list[Prediction | None] = [None] * len(chunk)
+            known = store.vectors_for([i for i in chunk if isinstance(i, (str, os.PathLike))]) if store else {}
             for i, image in enumerate(chunk):
+                stored = known.get(os.fspath(image)) if isinstance(image, (str, os.PathLike)) else None
+                if stored is not None:
+                    chunk_results[i] = self.predict_embeddings(
+                        stored[None, :], [source_name(image)], top_k=top_k, threshold=threshold
+                    )[0]
+                    continue
                 try:
                     tensors.append(self.encoder.preprocess_images([image])[0])
                 except ImageError as exc:

@@ -154,3 +154,38 @@ def test_sigmoid_scoring_for_siglip_style_models(tiny_arch: str) -> None:
     expected = 1 / (1 + np.exp(-(similarities * encoder.logit_scale + encoder.logit_bias)))
     np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
     assert not np.isclose(probabilities.sum(), 1.0)
+
+
+def test_second_process_encodes_no_text(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The persistent label cache under CLIPZERO_HOME: a new process with the same labels encodes nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, clipzero\n"
+        f"encoder = clipzero.load_model({str(tiny_model_dir)!r})\n"
+        "clf = clipzero.ZeroShotClassifier(encoder, sys.argv[1:], templates='ensemble-en')\n"
+        "print(encoder.texts_encoded, float(clf.weights.sum()))\n"
+    )
+    labels = ["red circle", "blue star", "green square"]
+
+    def run(*args: str) -> tuple[int, float]:
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+        count, checksum = out.stdout.split()
+        return int(count), float(checksum)
+
+    first = run(*labels)
+    second = run(*labels)
+    assert first[0] == 3 * 24 and second[0] == 0
+    assert second[1] == pytest.approx(first[1], abs=1e-5)  # the same embeddings came back
+    third = run(*labels, "pink heart")
+    assert third[0] == 24  # only the new label
+
+
+def test_label_cache_can_be_disabled(tiny_encoder: Encoder) -> None:
+    from clipzero.labelcache import default_label_cache
+
+    ZeroShotClassifier(tiny_encoder, ["cat", "dog"], templates="photo", label_cache=False)
+    assert len(default_label_cache()) == 0
+    ZeroShotClassifier(tiny_encoder, ["cat", "dog", "bird"], templates="photo")
+    assert len(default_label_cache()) == 1  # only the label this classifier encoded ("bird")

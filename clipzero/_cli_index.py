@@ -1,0 +1,153 @@
+"""``clipzero index add|info|prune`` and ``clipzero search``: thin front doors over EmbeddingStore."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["add_parsers", "default_store", "handlers"]
+
+
+def default_store() -> Path:
+    from .config import home
+
+    return home() / "store"
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", "-s", metavar="DIR", type=Path, help="the store directory (default: $CLIPZERO_HOME/store)"
+    )
+
+
+def add_parsers(commands: Any, add_model_options: Any) -> None:
+    index = commands.add_parser("index", help="embed images once into a store, for search and reuse")
+    actions = index.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add images (incremental: unchanged files and known content are skipped)")
+    add.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    _store_option(add)
+    add_model_options(add)
+    add.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    add.add_argument(
+        "--index",
+        default="auto",
+        choices=["auto", "flat", "hnsw", "ivf"],
+        help="index kind for a new store (default auto: exact below 50,000 images, HNSW above)",
+    )
+    add.add_argument("--batch-size", type=int, default=32, metavar="N")
+    add.add_argument("--json", action="store_true", help="print the report as JSON")
+    add.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    info = actions.add_parser("info", help="what a store holds")
+    _store_option(info)
+    info.add_argument("--json", action="store_true")
+    prune = actions.add_parser("prune", help="forget images whose files are gone")
+    _store_option(prune)
+
+    search = commands.add_parser("search", help="find stored images by text or by image")
+    search.add_argument("text", nargs="?", metavar="TEXT", help="what to look for")
+    search.add_argument("--image", "-i", metavar="IMG", help="find images like this one instead")
+    _store_option(search)
+    add_model_options(search)
+    search.add_argument("--top-k", "-k", type=int, default=10, metavar="K")
+    search.add_argument("--json", action="store_true", help='print [{"path", "score", "sha256"}, ...]')
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from .config import load_settings
+    from .store import open_store
+
+    settings = load_settings()
+    return open_store(
+        args.store or default_store(),
+        getattr(args, "model", None),
+        index=getattr(args, "index", "auto"),
+        device=getattr(args, "device", None) or settings.device,
+        precision=getattr(args, "precision", None) or settings.precision,
+    )
+
+
+def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
+    from .images import find_images
+    from .errors import StoreError
+    from .store import EmbeddingStore
+
+    if args.index_command == "add":
+        from tqdm import tqdm
+
+        paths = find_images(args.paths, recursive=args.recursive)
+        with (
+            _open(args) as store,
+            tqdm(
+                total=len(paths),
+                unit="img",
+                file=sys.stderr,
+                leave=False,
+                disable=args.quiet or not sys.stderr.isatty(),
+            ) as bar,
+        ):
+            report = store.add(paths, batch_size=args.batch_size, progress=bar.update)
+            total = len(store)
+        for path, reason in report.failed:
+            sys.stderr.write(f"clipzero: skipped {path}: {reason}\n")
+        summary = {
+            "encoded": report.encoded,
+            "reused": report.reused,
+            "unchanged": report.unchanged,
+            "failed": len(report.failed),
+            "images_in_store": total,
+        }
+        if args.json:
+            json.dump({**summary, "errors": [{"path": p, "error": r} for p, r in report.failed]}, out, indent=2)
+            out.write("\n")
+        else:
+            out.write(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()) + "\n")
+        return 0
+    path = args.store or default_store()
+    if not (path / "store.sqlite").exists():
+        raise StoreError(f"no store at {path}: create one with `clipzero index add PATH --store {path}`")
+    with EmbeddingStore(path) as store:
+        if args.index_command == "info":
+            info = store.info()
+            if args.json:
+                json.dump(info, out, indent=2)
+                out.write("\n")
+            else:
+                out.write("".join(f"{k:<15} {v}\n" for k, v in info.items()))
+            return 0
+        pruned = store.prune()
+        out.write(f"pruned {pruned} path(s); {len(store)} image(s) remain\n")
+        return 0
+
+
+def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
+    from .errors import ConfigError
+
+    if (args.text is None) == (args.image is None):
+        raise ConfigError("give a TEXT to search for, or --image IMG (not both)")
+    if args.top_k < 1:
+        raise ConfigError("--top-k must be at least 1")
+    store_path = args.store or default_store()
+    if not (store_path / "store.sqlite").exists():
+        from .errors import StoreError
+
+        raise StoreError(f"no store at {store_path}: create one with `clipzero index add PATH --store {store_path}`")
+    with _open(args) as store:
+        if args.image is not None:
+            from .images import load_image
+
+            query: Any = load_image(args.image)
+        else:
+            query = store.encoder.encode_texts([args.text])[0]
+        hits = store.search(query, top_k=args.top_k)
+    if args.json:
+        json.dump([h.to_dict() for h in hits], out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        out.write("".join(f"{h.score:7.4f}  {h.path}\n" for h in hits))
+    return 0
+
+
+handlers = {"index": cmd_index, "search": cmd_search}

@@ -1,0 +1,565 @@
+"""EmbeddingStore: image embeddings kept on disk, so each image is encoded once.
+
+A store is a directory:
+
+* ``store.sqlite``: the source of truth. One row per distinct image content (sha256 of the file's bytes) holding
+  its embedding (float32 blob) and optional metadata; one row per path pointing at its content, with the file's
+  size and mtime so that unchanged files are not even re-read. A ``meta`` table records the schema version, the
+  model id, the embedding size, the index kind and a revision counter bumped by every change.
+* ``index.faiss`` and ``index.json``: the FAISS index over the embeddings (ids are the content rows' ids) and the
+  revision it reflects. Both are written atomically (temporary file, fsync, rename) after the SQLite commit.
+
+Because SQLite commits first and the index follows, a process killed at any moment leaves a store whose SQLite
+part is whole; on open, an index that lags behind is caught up from SQLite (or rebuilt), so every vector has its
+row and every row its vector. Writers take an exclusive lock file; readers never block and see committed data.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._index import IndexSpec, build_index, index_ids, load_index, save_index
+from .errors import ImageError, StoreError
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+    from .images import ImageSource
+
+__all__ = ["AddReport", "EmbeddingStore", "SearchHit", "StoreError", "StoredImage", "open_store"]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL UNIQUE,
+    bytes INTEGER NOT NULL,
+    added REAL NOT NULL,
+    vector BLOB NOT NULL,
+    metadata TEXT
+);
+CREATE TABLE IF NOT EXISTS paths (
+    path TEXT PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS paths_by_image ON paths(image_id);
+"""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result.
+
+    Attributes:
+        path: a path of the image (the first known, sorted).
+        score: cosine similarity to the query, in [-1, 1] (inner product of unit vectors).
+        sha256: the image content's hash.
+        paths: every known path of this content.
+    """
+
+    path: str
+    score: float
+    sha256: str
+    paths: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "score": self.score, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: int
+    sha256: str
+    paths: tuple[str, ...]
+    vector: np.ndarray
+    metadata: dict[str, Any] | None
+
+
+@dataclass
+class AddReport:
+    """What an :meth:`EmbeddingStore.add` did: every input is counted in exactly one of these."""
+
+    encoded: int = 0  # new content, embedded now
+    reused: int = 0  # new path for content already stored (same bytes): not encoded again
+    unchanged: int = 0  # path already stored with the same size and mtime: not even read
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    @property
+    def total(self) -> int:
+        return self.encoded + self.reused + self.unchanged + len(self.failed)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class EmbeddingStore:
+    """Image embeddings in FAISS, keys and metadata in SQLite, keyed by content.
+
+    Args:
+        path: the store's directory (created if missing, when ``encoder`` is given).
+        encoder: the model; required to create a store and to add or search by text or image. A store built
+            with one model refuses another.
+        index: ``auto`` (exact below 50,000 images, HNSW above), ``flat`` (exact), ``hnsw`` or ``ivf``.
+
+    Raises:
+        StoreError: wrong model, newer schema, damaged files.
+
+    Example:
+        >>> store = EmbeddingStore("photos.store", load_model("clipzero-shapes"))
+        >>> store.add(["a.png", "b.png"]).encoded
+        2
+        >>> store.search("a red circle", top_k=1)[0].path
+        'a.png'
+    """
+
+    def __init__(self, path: str | os.PathLike[str], encoder: Encoder | None = None, *, index: str = "auto") -> None:
+        self.path = Path(path)
+        self.encoder = encoder
+        db_path = self.path / "store.sqlite"
+        if not db_path.exists():
+            if encoder is None:
+                raise StoreError(f"no store at {self.path}: create it by adding images with a model")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
+        with self._transaction():
+            meta = self._meta()
+            if not meta:
+                assert encoder is not None
+                self._set_meta(
+                    schema_version=SCHEMA_VERSION,
+                    model_id=encoder.id,
+                    model_spec=encoder.spec,
+                    dim=encoder.embed_dim,
+                    index_kind=IndexSpec.parse(index).kind,
+                    revision=0,
+                    removed_revision=0,
+                )
+                meta = self._meta()
+        version = int(meta.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {version}, newer than this clipzero "
+                f"understands ({SCHEMA_VERSION}): upgrade clipzero"
+            )
+        self.model_id = meta["model_id"]
+        self.model_spec = meta.get("model_spec", self.model_id)
+        self.dim = int(meta["dim"])
+        self.index_spec = IndexSpec.parse(meta["index_kind"])
+        if encoder is not None and encoder.id != self.model_id:
+            raise StoreError(
+                f"store {self.path} holds embeddings of model {self.model_id!r}, not {encoder.id!r}: "
+                "use that model, or another store for this one"
+            )
+        self._index, self._index_revision, self._index_max_id = self._open_index()
+
+    # -- SQLite helpers ------------------------------------------------------------------------------------------
+    def _meta(self) -> dict[str, str]:
+        try:
+            return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.OperationalError:
+            return {}
+
+    def _set_meta(self, **values: object) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [(k, str(v)) for k, v in values.items()]
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """One writer at a time, across processes: a second one gets a clear error instead of waiting."""
+        lock = open(self.path / ".lock", "a+")
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise StoreError(
+                    f"store {self.path} is being written by another process; try again when it has finished"
+                ) from exc
+            yield
+        finally:
+            lock.close()
+
+    # -- the index -------------------------------------------------------------------------------------------------
+    def _open_index(self) -> tuple[Any, int, int]:
+        meta = self._meta()
+        revision, removed = int(meta["revision"]), int(meta["removed_revision"])
+        index, state = load_index(self.path)
+        if index is not None and state["revision"] == revision:
+            return index, revision, int(state["max_id"])
+        if index is not None and state["revision"] >= removed and state["revision"] < revision:
+            # Only additions since the index was saved (a writer was killed, or is still adding): catch up.
+            max_id = self._add_rows_to(index, after_id=int(state["max_id"]))
+            return index, revision, max_id
+        return self._rebuild_index(revision)
+
+    def _rows(self, after_id: int = 0, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        last = after_id
+        while True:
+            rows = self._db.execute(
+                "SELECT id, vector FROM images WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            last = int(ids[-1])
+            yield ids, np.ascontiguousarray(vectors)
+
+    def _add_rows_to(self, index: Any, after_id: int) -> int:
+        max_id = after_id
+        for ids, vectors in self._rows(after_id):
+            index.add_with_ids(vectors, ids)
+            max_id = int(ids[-1])
+        return max_id
+
+    def _rebuild_index(self, revision: int) -> tuple[Any, int, int]:
+        count = self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        sample = None
+        if self.index_spec.needs_training(count):
+            sample = next(self._rows(0, batch=min(count, 100_000)))[1]
+        index = build_index(self.index_spec, self.dim, count, sample)
+        max_id = self._add_rows_to(index, after_id=0)
+        return index, revision, max_id
+
+    def _save_index(self) -> None:
+        save_index(self.path, self._index, {"revision": self._index_revision, "max_id": self._index_max_id})
+        _fsync_dir(self.path)
+
+    def _refresh(self) -> None:
+        """Bring this handle's index up to date with what other processes committed."""
+        if int(self._meta()["revision"]) != self._index_revision:
+            self._index, self._index_revision, self._index_max_id = self._open_index()
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def _paths_of(self, image_id: int) -> tuple[str, ...]:
+        return tuple(
+            r[0] for r in self._db.execute("SELECT path FROM paths WHERE image_id = ? ORDER BY path", (image_id,))
+        )
+
+    def get(self, key: str | os.PathLike[str]) -> StoredImage | None:
+        """The stored image for a path or a sha256, or None."""
+        text = os.fspath(key)
+        row = self._db.execute(
+            "SELECT i.id, i.sha256, i.vector, i.metadata FROM images i JOIN paths p "
+            "ON p.image_id = i.id WHERE p.path = ?",
+            (_canonical(text),),
+        ).fetchone()
+        if row is None:
+            row = self._db.execute(
+                "SELECT id, sha256, vector, metadata FROM images WHERE sha256 = ?", (text,)
+            ).fetchone()
+        if row is None:
+            return None
+        vector = np.frombuffer(row[2], dtype=np.float32).copy()
+        return StoredImage(row[0], row[1], self._paths_of(row[0]), vector, json.loads(row[3]) if row[3] else None)
+
+    def vectors_for(self, paths: Sequence[str | os.PathLike[str]]) -> dict[str, np.ndarray]:
+        """Stored embeddings for the paths whose file is unchanged since it was added (same size and mtime)."""
+        found: dict[str, np.ndarray] = {}
+        for raw in paths:
+            path = _canonical(os.fspath(raw))
+            row = self._db.execute(
+                "SELECT p.size, p.mtime_ns, i.vector FROM paths p JOIN images i ON p.image_id = i.id WHERE p.path = ?",
+                (path,),
+            ).fetchone()
+            if row is None:
+                continue
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue
+            if (stat.st_size, stat.st_mtime_ns) == (row[0], row[1]):
+                found[os.fspath(raw)] = np.frombuffer(row[2], dtype=np.float32).copy()
+        return found
+
+    def search(
+        self,
+        query: str | ImageSource | np.ndarray,
+        top_k: int = 10,
+        *,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> list[SearchHit]:
+        """The stored images closest to a query.
+
+        Args:
+            query: a text (embedded with the store's model), an image (path, bytes or PIL image), or a vector.
+            top_k: how many results.
+            nprobe, ef_search: search-time settings of the approximate kinds (IVF lists probed; HNSW breadth).
+
+        Returns:
+            Hits, best first, with cosine similarity scores.
+        """
+        self._refresh()
+        vector = self._query_vector(query)
+        if self._index.ntotal == 0:
+            return []
+        self.index_spec.tune(self._index, nprobe=nprobe, ef_search=ef_search)
+        scores, ids = self._index.search(vector.reshape(1, -1), min(top_k, self._index.ntotal))
+        hits = []
+        for score, image_id in zip(scores[0], ids[0]):
+            if image_id < 0:
+                continue
+            sha = self._db.execute("SELECT sha256 FROM images WHERE id = ?", (int(image_id),)).fetchone()
+            paths = self._paths_of(int(image_id))
+            if sha is not None:
+                hits.append(SearchHit(paths[0] if paths else "", float(score), sha[0], paths))
+        return hits
+
+    def _query_vector(self, query: str | ImageSource | np.ndarray) -> np.ndarray:
+        if isinstance(query, np.ndarray):
+            vector = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        else:
+            if self.encoder is None:
+                raise StoreError("searching by text or image needs the store's model: open the store with it")
+            if isinstance(query, str) and not Path(query).is_file():
+                vector = self.encoder.encode_texts([query])[0]
+            else:
+                vector = self.encoder.encode_images([query])[0]
+        if vector.shape != (self.dim,):
+            raise StoreError(f"query vector has shape {vector.shape}, the store holds {self.dim}-d embeddings")
+        return vector
+
+    # -- writing ---------------------------------------------------------------------------------------------------
+    def add(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        metadata: dict[str, Any] | None = None,
+        batch_size: int = 32,
+        progress: Any = None,
+    ) -> AddReport:
+        """Embed and store images; unchanged files and known content are not encoded again.
+
+        Args:
+            paths: image files.
+            metadata: optional JSON-serialisable data stored with newly encoded images.
+            batch_size: images per forward pass and per commit.
+            progress: an optional callable receiving the number of inputs handled after each batch.
+
+        Returns:
+            An :class:`AddReport`; unreadable files are listed in ``failed`` with the reason, never raised.
+        """
+        if self.encoder is None:
+            raise StoreError("adding images needs the store's model: open the store with it")
+        report = AddReport()
+        with self._writer():
+            self._refresh()
+            pending: list[str] = []
+            for raw in paths:
+                pending.append(_canonical(os.fspath(raw)))
+                if len(pending) >= batch_size:
+                    self._add_batch(pending, metadata, report)
+                    if progress:
+                        progress(len(pending))
+                    pending = []
+            if pending:
+                self._add_batch(pending, metadata, report)
+                if progress:
+                    progress(len(pending))
+            self._save_index()
+        return report
+
+    def _add_batch(self, paths: list[str], metadata: dict[str, Any] | None, report: AddReport) -> None:
+        assert self.encoder is not None
+        new: dict[str, tuple[bytes, list[tuple[str, os.stat_result]]]] = {}  # sha -> (data, [(path, stat)])
+        links: list[tuple[str, int, os.stat_result]] = []
+        for path in paths:
+            try:
+                stat = os.stat(path)
+                row = self._db.execute("SELECT size, mtime_ns FROM paths WHERE path = ?", (path,)).fetchone()
+                if row is not None and (row[0], row[1]) == (stat.st_size, stat.st_mtime_ns):
+                    report.unchanged += 1
+                    continue
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                report.failed.append((path, f"cannot read file: {exc.strerror or exc}"))
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            known = self._db.execute("SELECT id FROM images WHERE sha256 = ?", (sha,)).fetchone()
+            if known is not None:
+                links.append((path, known[0], stat))
+                report.reused += 1
+            elif sha in new:
+                new[sha][1].append((path, stat))
+                report.reused += 1
+            else:
+                new[sha] = (data, [(path, stat)])
+        encoded: list[tuple[str, bytes, np.ndarray, list[tuple[str, os.stat_result]]]] = []
+        if new:
+            pixels, kept = [], []
+            for sha, (data, owners) in new.items():
+                try:
+                    pixels.append(self.encoder.preprocess_images([data])[0])
+                    kept.append((sha, data, owners))
+                except ImageError as exc:
+                    report.failed.extend((path, exc.reason) for path, _ in owners)
+                    report.reused -= len(owners) - 1
+            if pixels:
+                import torch
+
+                vectors = self.encoder.encode_pixels(torch.stack(pixels))
+                encoded = [(sha, data, vectors[i], owners) for i, (sha, data, owners) in enumerate(kept)]
+        if not encoded and not links:
+            return
+        now = time.time()
+        blob = json.dumps(metadata) if metadata else None
+        new_ids: list[int] = []
+        with self._transaction():
+            for sha, data, vector, owners in encoded:
+                cursor = self._db.execute(
+                    "INSERT INTO images(sha256, bytes, added, vector, metadata) VALUES (?, ?, ?, ?, ?)",
+                    (sha, len(data), now, np.ascontiguousarray(vector, np.float32).tobytes(), blob),
+                )
+                image_id = int(cursor.lastrowid or 0)
+                new_ids.append(image_id)
+                links.extend((path, image_id, stat) for path, stat in owners)
+                report.encoded += 1
+            self._db.executemany(
+                "INSERT OR REPLACE INTO paths(path, image_id, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                [(path, image_id, stat.st_size, stat.st_mtime_ns) for path, image_id, stat in links],
+            )
+            orphans = self._db.execute("SELECT COUNT(*) FROM images WHERE id NOT IN (SELECT image_id FROM paths)")
+            if orphans.fetchone()[0]:  # a changed file: its old content is no longer anyone's
+                self._drop_orphans()
+                revision = int(self._meta()["revision"])
+            else:
+                revision = int(self._meta()["revision"]) + 1
+                self._set_meta(revision=revision)
+        if int(self._meta()["removed_revision"]) == revision:
+            self._index, self._index_revision, self._index_max_id = self._rebuild_index(revision)
+            return
+        if encoded:
+            ids = np.asarray(new_ids, dtype=np.int64)
+            self._index.add_with_ids(np.ascontiguousarray(np.stack([e[2] for e in encoded]), np.float32), ids)
+            self._index_max_id = max(self._index_max_id, int(ids.max()))
+        self._index_revision = revision
+        if self.index_spec.wants_rebuild(self._index, len(self)):
+            self._index, self._index_revision, self._index_max_id = self._rebuild_index(revision)  # outgrew it
+
+    def remove(self, keys: Iterable[str | os.PathLike[str]]) -> int:
+        """Forget paths (or sha256 keys); content no path points to any more is dropped. Returns paths removed."""
+        removed = 0
+        with self._writer(), self._transaction():
+            for key in keys:
+                text = os.fspath(key)
+                cursor = self._db.execute(
+                    "DELETE FROM paths WHERE path = ? OR image_id IN (SELECT id FROM images WHERE sha256 = ?)",
+                    (_canonical(text), text),
+                )
+                removed += cursor.rowcount
+            self._drop_orphans()
+        self._index, self._index_revision, self._index_max_id = self._open_index()
+        self._save_index()
+        return removed
+
+    def prune(self) -> int:
+        """Forget paths whose files no longer exist. Returns how many were pruned."""
+        gone = [p for (p,) in self._db.execute("SELECT path FROM paths").fetchall() if not os.path.exists(p)]
+        return self.remove(gone) if gone else 0
+
+    def _drop_orphans(self) -> None:
+        self._db.execute("DELETE FROM images WHERE id NOT IN (SELECT image_id FROM paths)")
+        revision = int(self._meta()["revision"]) + 1
+        self._set_meta(revision=revision, removed_revision=revision)
+
+    def info(self) -> dict[str, Any]:
+        """Counts, model, index kind and sizes on disk."""
+        files = {p.name: p.stat().st_size for p in self.path.iterdir() if p.is_file()}
+        return {
+            "path": str(self.path),
+            "model": self.model_id,
+            "dim": self.dim,
+            "images": len(self),
+            "paths": self._db.execute("SELECT COUNT(*) FROM paths").fetchone()[0],
+            "index": self.index_spec.describe(self._index),
+            "schema_version": SCHEMA_VERSION,
+            "bytes_on_disk": sum(files.values()),
+        }
+
+    def check(self) -> None:
+        """Verify that the index and SQLite agree: every vector has its row and every row its vector, once.
+
+        Raises:
+            StoreError: they disagree (never expected; reopening the store rebuilds the index).
+        """
+        self._refresh()
+        rows = sorted(int(r[0]) for r in self._db.execute("SELECT id FROM images"))
+        held = sorted(index_ids(self._index).tolist())
+        if rows != held:
+            raise StoreError(
+                f"store {self.path}: the index holds {len(held)} vectors and SQLite {len(rows)} rows, and they differ"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> EmbeddingStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def open_store(
+    path: str | os.PathLike[str],
+    model: str | None = None,
+    *,
+    index: str = "auto",
+    device: str = "auto",
+    precision: str = "fp32",
+) -> EmbeddingStore:
+    """Open (or create) a store with its model loaded: ``model`` if given, else the model the store was built
+    with, else the configured default.
+
+    Raises:
+        StoreError: the store belongs to another model than ``model``.
+    """
+    from .config import load_settings
+    from .models import load_model
+
+    if model is None and (Path(path) / "store.sqlite").exists():
+        with EmbeddingStore(path) as existing:
+            model = existing.model_spec
+    encoder = load_model(model or load_settings().model, device=device, precision=precision)
+    return EmbeddingStore(path, encoder, index=index)
+
+
+def _canonical(path: str) -> str:
+    """Paths are stored absolute and normalised, so the same file is one key however it was named."""
+    return os.path.abspath(os.path.expanduser(path))
