@@ -53,6 +53,8 @@ def add_parsers(commands: Any, add_model_options: Any) -> None:
     add_model_options(search)
     search.add_argument("--top-k", "-k", type=int, default=10, metavar="K")
     search.add_argument("--json", action="store_true", help='print [{"path", "score", "sha256"}, ...]')
+    search.add_argument("--nprobe", type=int, metavar="N", help="IVF index: inverted lists probed (recall vs speed)")
+    search.add_argument("--ef-search", type=int, metavar="N", help="HNSW index: search breadth (recall vs speed)")
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -70,8 +72,8 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
-    from .images import find_images
     from .errors import StoreError
+    from .images import find_images
     from .store import EmbeddingStore
 
     if args.index_command == "add":
@@ -141,7 +143,7 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
             query: Any = load_image(args.image)
         else:
             query = store.encoder.encode_texts([args.text])[0]
-        hits = store.search(query, top_k=args.top_k)
+        hits = store.search(query, top_k=args.top_k, nprobe=args.nprobe, ef_search=args.ef_search)
     if args.json:
         json.dump([h.to_dict() for h in hits], out, ensure_ascii=False, indent=2)
         out.write("\n")

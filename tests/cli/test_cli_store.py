@@ -21,16 +21,17 @@ from tests.conftest import write_image
 def _pictures(folder: Path, n: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
-    return [write_image(folder / f"p{i:03d}.png", tuple(int(c) for c in rng.integers(0, 255, 3)), size=(36, 36))
-            for i in range(n)]
+    return [
+        write_image(folder / f"p{i:03d}.png", tuple(int(c) for c in rng.integers(0, 255, 3)), size=(36, 36))
+        for i in range(n)
+    ]
 
 
 def test_index_add_info_search_prune(tiny_model_dir: Path, tmp_path: Path) -> None:
     pics = _pictures(tmp_path / "pics" / "sub", 5)
     (tmp_path / "pics" / "notes.txt").write_text("not an image")
     store = tmp_path / "store"
-    flat = run("index", "add", str(tmp_path / "pics"), "--store", str(store), "--model", str(tiny_model_dir),
-               "--json")
+    flat = run("index", "add", str(tmp_path / "pics"), "--store", str(store), "--model", str(tiny_model_dir), "--json")
     assert flat.returncode == 0 and json.loads(flat.stdout)["encoded"] == 0  # no images at the top level
     deep = run("index", "add", str(tmp_path / "pics"), "--recursive", "--store", str(store), "--json")
     report = json.loads(deep.stdout)  # no --model: the store's own model is used
@@ -57,8 +58,21 @@ def test_search_usage_errors(tmp_path: Path) -> None:
 def test_killed_writer_leaves_a_consistent_store(tiny_model_dir: Path, tmp_path: Path) -> None:
     pics = _pictures(tmp_path / "pics", 160)
     store = tmp_path / "store"
-    command = [sys.executable, "-m", "clipzero", "index", "add", str(tmp_path / "pics"), "--store", str(store),
-               "--model", str(tiny_model_dir), "--batch-size", "4", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "clipzero",
+        "index",
+        "add",
+        str(tmp_path / "pics"),
+        "--store",
+        str(store),
+        "--model",
+        str(tiny_model_dir),
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     writer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     deadline = time.monotonic() + 120
     rows = 0
@@ -102,8 +116,9 @@ def test_classify_reuses_stored_embeddings(tiny_model_dir: Path, tmp_path: Path)
         "print(all(abs(a.predictions[0].score - b.predictions[0].score) < 1e-5 for a, b in zip(with_store, without)))\n"
     )
     new = write_image(tmp_path / "pics" / "new.png", (10, 10, 250))
-    out = subprocess.run([sys.executable, "-c", code, *map(str, pics), str(new)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, pics), str(new)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "5", "True"]  # only the new image was encoded with the store
     cli = run("classify", *map(str, pics), "--labels", "red", "green", "--store", str(store), "--json")
