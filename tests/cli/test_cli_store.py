@@ -92,7 +92,7 @@ def test_killed_writer_leaves_a_consistent_store(tiny_model_dir: Path, tmp_path:
     partial.check()  # every vector has its row and every row its vector
     assert 12 <= len(partial) < 160
     partial.close()
-    rerun = subprocess.run(command[:-1] + ["--json"], capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([*command[:-1], "--json"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     report = json.loads(rerun.stdout)
     assert report["images_in_store"] == 160 and report["unchanged"] >= 12
