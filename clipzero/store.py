@@ -80,6 +80,19 @@ class SearchHit:
         return {"path": self.path, "score": self.score, "sha256": self.sha256}
 
 
+@dataclass
+class Record:
+    """One path to store: its content hash, sizes, and the embedding when the content is new."""
+
+    path: str
+    sha256: str
+    nbytes: int
+    size: int
+    mtime_ns: int
+    vector: np.ndarray | None = None
+    data: bytes = field(default=b"", repr=False)
+
+
 @dataclass(frozen=True)
 class StoredImage:
     id: int
@@ -197,7 +210,7 @@ class EmbeddingStore:
         self._db.execute("COMMIT")
 
     @contextmanager
-    def _writer(self) -> Iterator[None]:
+    def writer(self) -> Iterator[None]:
         """One writer at a time, across processes: a second one gets a clear error instead of waiting."""
         lock = open(self.path / ".lock", "a+")
         try:
@@ -378,7 +391,7 @@ class EmbeddingStore:
         if self.encoder is None:
             raise StoreError("adding images needs the store's model: open the store with it")
         report = AddReport()
-        with self._writer():
+        with self.writer():
             self._refresh()
             pending: list[str] = []
             for raw in paths:
@@ -397,62 +410,89 @@ class EmbeddingStore:
 
     def _add_batch(self, paths: list[str], metadata: dict[str, Any] | None, report: AddReport) -> None:
         assert self.encoder is not None
-        new: dict[str, tuple[bytes, list[tuple[str, os.stat_result]]]] = {}  # sha -> (data, [(path, stat)])
-        links: list[tuple[str, int, os.stat_result]] = []
+        records: list[Record] = []
+        fresh: dict[str, Record] = {}  # sha -> the first record of content new to the store
         for path in paths:
             try:
                 stat = os.stat(path)
-                row = self._db.execute("SELECT size, mtime_ns FROM paths WHERE path = ?", (path,)).fetchone()
-                if row is not None and (row[0], row[1]) == (stat.st_size, stat.st_mtime_ns):
+                if self.is_unchanged(path, stat):
                     report.unchanged += 1
                     continue
                 data = Path(path).read_bytes()
             except OSError as exc:
                 report.failed.append((path, f"cannot read file: {exc.strerror or exc}"))
                 continue
-            sha = hashlib.sha256(data).hexdigest()
-            known = self._db.execute("SELECT id FROM images WHERE sha256 = ?", (sha,)).fetchone()
-            if known is not None:
-                links.append((path, known[0], stat))
-                report.reused += 1
-            elif sha in new:
-                new[sha][1].append((path, stat))
+            record = Record(path, hashlib.sha256(data).hexdigest(), len(data), stat.st_size, stat.st_mtime_ns)
+            if record.sha256 in fresh or self.knows(record.sha256):
                 report.reused += 1
             else:
-                new[sha] = (data, [(path, stat)])
-        encoded: list[tuple[str, bytes, np.ndarray, list[tuple[str, os.stat_result]]]] = []
-        if new:
+                fresh[record.sha256] = record
+                record.data = data
+            records.append(record)
+        if fresh:
             pixels, kept = [], []
-            for sha, (data, owners) in new.items():
+            for record in fresh.values():
                 try:
-                    pixels.append(self.encoder.preprocess_images([data])[0])
-                    kept.append((sha, data, owners))
+                    pixels.append(self.encoder.preprocess_images([record.data])[0])
+                    kept.append(record)
                 except ImageError as exc:
-                    report.failed.extend((path, exc.reason) for path, _ in owners)
-                    report.reused -= len(owners) - 1
+                    dropped = [r for r in records if r.sha256 == record.sha256]
+                    report.failed.extend((r.path, exc.reason) for r in dropped)
+                    report.reused -= len(dropped) - 1
+                    records = [r for r in records if r.sha256 != record.sha256]
             if pixels:
                 import torch
 
-                vectors = self.encoder.encode_pixels(torch.stack(pixels))
-                encoded = [(sha, data, vectors[i], owners) for i, (sha, data, owners) in enumerate(kept)]
-        if not encoded and not links:
+                vectors = self.encoder.encode_pixels(torch.stack(pixels))  # (n, dim)
+                for record, vector in zip(kept, vectors):
+                    record.vector = vector
+                report.encoded += len(kept)
+        self.put(records, metadata=metadata)
+
+    def is_unchanged(self, path: str, stat: os.stat_result) -> bool:
+        """True when ``path`` is stored with this size and mtime (its content is then assumed the same)."""
+        row = self._db.execute("SELECT size, mtime_ns FROM paths WHERE path = ?", (path,)).fetchone()
+        return row is not None and (row[0], row[1]) == (stat.st_size, stat.st_mtime_ns)
+
+    def knows(self, sha256: str) -> bool:
+        """True when content with this hash is stored."""
+        return self._db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)).fetchone() is not None
+
+    def vector_of(self, sha256: str) -> np.ndarray | None:
+        """The stored embedding of content with this hash, or None."""
+        row = self._db.execute("SELECT vector FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
+
+    def put(self, records: Sequence[Record], *, metadata: dict[str, Any] | None = None) -> None:
+        """Store paths and embeddings in one transaction, then update the index.
+
+        A record with a ``vector`` adds new content (unless its hash is already stored); one without links its
+        path to content already stored or added in the same call. The caller holds :meth:`writer` (as
+        :meth:`add` does).
+        """
+        if not records:
             return
         now = time.time()
         blob = json.dumps(metadata) if metadata else None
-        new_ids: list[int] = []
+        added: list[tuple[int, np.ndarray]] = []
         with self._transaction():
-            for sha, data, vector, owners in encoded:
-                cursor = self._db.execute(
-                    "INSERT INTO images(sha256, bytes, added, vector, metadata) VALUES (?, ?, ?, ?, ?)",
-                    (sha, len(data), now, np.ascontiguousarray(vector, np.float32).tobytes(), blob),
-                )
-                image_id = int(cursor.lastrowid or 0)
-                new_ids.append(image_id)
-                links.extend((path, image_id, stat) for path, stat in owners)
-                report.encoded += 1
+            for record in records:
+                if record.vector is not None and not self.knows(record.sha256):
+                    cursor = self._db.execute(
+                        "INSERT INTO images(sha256, bytes, added, vector, metadata) VALUES (?, ?, ?, ?, ?)",
+                        (
+                            record.sha256,
+                            record.nbytes,
+                            now,
+                            np.ascontiguousarray(record.vector, np.float32).tobytes(),
+                            blob,
+                        ),
+                    )
+                    added.append((int(cursor.lastrowid or 0), record.vector))
             self._db.executemany(
-                "INSERT OR REPLACE INTO paths(path, image_id, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                [(path, image_id, stat.st_size, stat.st_mtime_ns) for path, image_id, stat in links],
+                "INSERT OR REPLACE INTO paths(path, image_id, size, mtime_ns) "
+                "SELECT ?, id, ?, ? FROM images WHERE sha256 = ?",
+                [(r.path, r.size, r.mtime_ns, r.sha256) for r in records],
             )
             orphans = self._db.execute("SELECT COUNT(*) FROM images WHERE id NOT IN (SELECT image_id FROM paths)")
             if orphans.fetchone()[0]:  # a changed file: its old content is no longer anyone's
@@ -464,9 +504,9 @@ class EmbeddingStore:
         if int(self._meta()["removed_revision"]) == revision:
             self._index, self._index_revision, self._index_max_id = self._rebuild_index(revision)
             return
-        if encoded:
-            ids = np.asarray(new_ids, dtype=np.int64)
-            self._index.add_with_ids(np.ascontiguousarray(np.stack([e[2] for e in encoded]), np.float32), ids)
+        if added:
+            ids = np.asarray([i for i, _ in added], dtype=np.int64)
+            self._index.add_with_ids(np.ascontiguousarray(np.stack([v for _, v in added]), np.float32), ids)
             self._index_max_id = max(self._index_max_id, int(ids.max()))
         self._index_revision = revision
         if self.index_spec.wants_rebuild(self._index, len(self)):
@@ -475,7 +515,7 @@ class EmbeddingStore:
     def remove(self, keys: Iterable[str | os.PathLike[str]]) -> int:
         """Forget paths (or sha256 keys); content no path points to any more is dropped. Returns paths removed."""
         removed = 0
-        with self._writer(), self._transaction():
+        with self.writer(), self._transaction():
             for key in keys:
                 text = os.fspath(key)
                 cursor = self._db.execute(

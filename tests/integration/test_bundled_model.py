@@ -61,3 +61,27 @@ def test_make_demo_prints_correct_answers() -> None:
         assert line_en.split()[1:3] == [colour, shape], line_en
         line_zh = next(line for line in chinese.splitlines() if line.startswith(f"examples/{path.name}"))
         assert line_zh.split()[1] == COLOURS[colour][0] + SHAPES[shape][0], line_zh
+
+
+def test_store_finds_a_known_image_by_embedding_and_by_text(shapes: object, tmp_path: Path) -> None:
+    """With the bundled model: an image is its own best match, and a text describing it finds it first."""
+    import random
+
+    from clipzero import EmbeddingStore
+    from clipzero.synthetic import render, sample_scene
+
+    rng = random.Random(21)
+    combos = [("red", "circle"), ("blue", "star"), ("green", "cross"), ("yellow", "heart"), ("orange", "square"),
+              ("pink", "diamond")]
+    paths = []
+    for colour, shape in combos:
+        path = tmp_path / f"{colour}-{shape}.png"
+        render(sample_scene(rng, size=96, n_objects=1, allowed=[(colour, shape)])).save(path)
+        paths.append(path)
+    store = EmbeddingStore(tmp_path / "store", shapes)  # type: ignore[arg-type]
+    assert store.add(paths).encoded == len(paths)
+    for path, (colour, shape) in zip(paths, combos):
+        own = store.get(path)
+        assert own is not None
+        assert store.search(own.vector, top_k=1)[0].path == str(path)
+        assert store.search(f"a photo of a {colour} {shape}.", top_k=1)[0].path == str(path)

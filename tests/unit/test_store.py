@@ -112,7 +112,7 @@ def test_damaged_or_lagging_index_is_repaired(tiny_encoder: Encoder, tmp_path: P
 def test_one_writer_at_a_time(tiny_encoder: Encoder, tmp_path: Path) -> None:
     store = EmbeddingStore(tmp_path / "store", tiny_encoder)
     other = EmbeddingStore(tmp_path / "store", tiny_encoder)
-    with store._writer(), pytest.raises(StoreError, match="being written by another process"):
+    with store.writer(), pytest.raises(StoreError, match="being written by another process"):
         other.add(_folder(tmp_path, 1))
 
 
