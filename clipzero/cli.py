@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, _cli_index
+from . import __version__, _cli_index, _cli_tag
 from .errors import ClipzeroError
 
 __all__ = ["main"]
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", nargs="?", metavar="MODEL", help="model spec (default: the configured model)")
     info.add_argument("--json", action="store_true", help="print JSON")
 
+    _cli_tag.add_parser(commands, _add_model_options)
     _cli_index.add_parsers(commands, _add_model_options)
 
     prompts = commands.add_parser("prompts", help="list or show prompt template sets")
@@ -231,6 +232,7 @@ _COMMANDS = {
     "models": cmd_models,
     "info": cmd_info,
     "prompts": cmd_prompts,
+    "tag": _cli_tag.cmd_tag,
     **_cli_index.handlers,
 }
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -152,6 +153,7 @@ class EmbeddingStore:
             if encoder is None:
                 raise StoreError(f"no store at {self.path}: create it by adding images with a model")
             self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()  # one connection, used by decode threads (vector_of) and the writer
         self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -201,13 +203,14 @@ class EmbeddingStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     @contextmanager
     def writer(self) -> Iterator[None]:
@@ -460,7 +463,8 @@ class EmbeddingStore:
 
     def vector_of(self, sha256: str) -> np.ndarray | None:
         """The stored embedding of content with this hash, or None."""
-        row = self._db.execute("SELECT vector FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT vector FROM images WHERE sha256 = ?", (sha256,)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
     def put(self, records: Sequence[Record], *, metadata: dict[str, Any] | None = None) -> None:

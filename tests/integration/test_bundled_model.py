@@ -71,8 +71,14 @@ def test_store_finds_a_known_image_by_embedding_and_by_text(shapes: object, tmp_
     from clipzero.synthetic import render, sample_scene
 
     rng = random.Random(21)
-    combos = [("red", "circle"), ("blue", "star"), ("green", "cross"), ("yellow", "heart"), ("orange", "square"),
-              ("pink", "diamond")]
+    combos = [
+        ("red", "circle"),
+        ("blue", "star"),
+        ("green", "cross"),
+        ("yellow", "heart"),
+        ("orange", "square"),
+        ("pink", "diamond"),
+    ]
     paths = []
     for colour, shape in combos:
         path = tmp_path / f"{colour}-{shape}.png"

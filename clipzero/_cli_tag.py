@@ -1,0 +1,118 @@
+"""``clipzero tag``: batch tagging to a result file, resumable, with an error report and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["add_parser", "cmd_tag"]
+
+
+def add_parser(commands: Any, add_model_options: Any) -> None:
+    tag = commands.add_parser(
+        "tag",
+        help="tag many images, streaming results to a file (resumable)",
+        description="Tag images with labels; results go to --out as they come, failures to <out>.errors.jsonl. "
+        "Running again with the same --out resumes where the last run stopped.",
+    )
+    tag.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    labels = tag.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", "-l", nargs="+", metavar="L", help="candidate labels")
+    labels.add_argument("--labels-file", "-f", metavar="F", help="file with one label per line (# comments)")
+    tag.add_argument("--out", "-o", required=True, type=Path, metavar="FILE", help="result file")
+    tag.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="default: from the --out ending")
+    add_model_options(tag)
+    tag.add_argument("--templates", "-t", metavar="NAME|PATH", help="template set (default ensemble-en)")
+    tag.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
+    tag.add_argument("--threshold", type=float, metavar="P", help="no label when the top probability is below P")
+    tag.add_argument(
+        "--store",
+        "-s",
+        type=Path,
+        metavar="DIR",
+        help="reuse embeddings of known images from this store, and add new ones to it",
+    )
+    tag.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
+    tag.add_argument("--workers", type=int, metavar="N", help="decode threads (default: one per core, at least 2)")
+    tag.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    tag.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+
+def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
+    from tqdm import tqdm
+
+    from .config import load_settings
+    from .encoder import default_precision, resolve_device
+    from .errors import ConfigError
+    from .images import find_images
+    from .models import load_model
+    from .outputs import ResultWriter
+    from .tagging import TagFailure, TagSummary, tag_images
+    from .zeroshot import read_labels
+
+    if args.top_k < 1 or args.batch_size < 1 or (args.workers is not None and args.workers < 1):
+        raise ConfigError("--top-k, --batch-size and --workers must be at least 1")
+    settings = load_settings()
+    labels = read_labels(args.labels_file) if args.labels_file else args.labels
+    paths = find_images(args.paths, recursive=args.recursive)
+    writer = ResultWriter(args.out, args.format)
+    todo = [p for p in paths if p not in writer.done]
+    summary = TagSummary(skipped=len(paths) - len(todo))
+    store = None
+    if args.store is not None and (args.store / "store.sqlite").exists() and args.model is None:
+        from .store import EmbeddingStore
+
+        with EmbeddingStore(args.store) as existing:
+            args.model = existing.model_spec
+    device = args.device or settings.device
+    precision = args.precision or default_precision(resolve_device(device))
+    encoder = load_model(args.model or settings.model, device=device, precision=precision)
+    if args.store is not None:
+        from .store import EmbeddingStore
+
+        store = EmbeddingStore(args.store, encoder)
+    completed = False
+    try:
+        with tqdm(
+            total=len(todo), unit="img", file=sys.stderr, leave=False, disable=args.quiet or not sys.stderr.isatty()
+        ) as bar:
+            results = tag_images(
+                todo,
+                labels,
+                model=encoder,
+                templates=args.templates or settings.templates,
+                top_k=args.top_k,
+                threshold=args.threshold,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                store=store,
+                summary=summary,
+            )
+            for n, result in enumerate(results, 1):
+                if isinstance(result, TagFailure):
+                    writer.write_error(result.to_dict())
+                else:
+                    writer.write(result.to_dict())
+                if n % args.batch_size == 0:
+                    writer.flush()
+                    bar.set_postfix(img_s=f"{summary.images_per_second:.1f}", refresh=False)
+                bar.update(1)
+        completed = True
+    finally:
+        writer.close(completed=completed)
+        if store is not None:
+            store.close()
+    report = {**summary.to_dict(), "out": str(args.out), "errors": str(writer.errors_path)}
+    if args.json:
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    sys.stderr.write(
+        f"clipzero: tagged {summary.tagged}, skipped {summary.skipped} (already in {args.out}), failed "
+        f"{summary.failed}{f' (see {writer.errors_path})' if summary.failed else ''}; {summary.elapsed:.1f} s, "
+        f"{summary.images_per_second:.1f} images/s, precision {summary.precision}\n"
+    )
+    return 0

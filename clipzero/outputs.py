@@ -1,0 +1,192 @@
+"""Result files for batch tagging: JSONL, CSV and Parquet, appended as results come, resumable.
+
+Every format holds the same rows: ``image`` (the path as given), ``sha256``, ``label`` (the top label, or empty
+when below the threshold), ``score`` (its probability) and ``predictions`` (the top-k labels with ``score`` and
+``similarity``; a JSON string in CSV). Rows are flushed and fsynced batch by batch. On a new run with the same
+output, the rows already there are read back and their images skipped; a last line cut short by a crash is
+dropped. Parquet cannot be appended to, so rows go to ``<out>.partial.jsonl`` during the run and become
+``<out>`` (written atomically) when the run completes. Failures go to ``<out>.errors.jsonl`` (``image``,
+``error``), rewritten each run, since failed images are tried again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["FORMATS", "ResultWriter", "format_for"]
+
+FORMATS = ("jsonl", "csv", "parquet")
+_CSV_FIELDS = ["image", "sha256", "label", "score", "predictions"]
+
+
+def format_for(path: Path, explicit: str | None = None) -> str:
+    """The output format: ``explicit``, else from the file ending (``.jsonl``/``.json``, ``.csv``, ``.parquet``)."""
+    if explicit:
+        if explicit not in FORMATS:
+            raise ConfigError(f"unknown output format {explicit!r}: use {', '.join(FORMATS)}")
+        return explicit
+    suffix = path.suffix.lower()
+    for fmt, endings in (("jsonl", (".jsonl", ".json", ".ndjson")), ("csv", (".csv",)), ("parquet", (".parquet",))):
+        if suffix in endings:
+            return fmt
+    raise ConfigError(f"cannot tell the format of {path} from its ending: pass --format jsonl, csv or parquet")
+
+
+def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    predictions = row["predictions"]
+    return {
+        "image": row["image"],
+        "sha256": row["sha256"],
+        "label": row["label"],
+        "score": predictions[0]["score"] if predictions else None,
+        "predictions": predictions,
+    }
+
+
+def _truncate_partial_line(path: Path) -> None:
+    """Drop a last line that a crash cut short (no newline at the end)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    with open(path, "r+b") as handle:
+        handle.truncate(cut)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+class ResultWriter:
+    """Appends tagging results to ``path`` in ``fmt``; ``done`` holds the images already written.
+
+    Raises:
+        ConfigError: the existing output cannot be read back (not this format, or damaged beyond the last line).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fmt: str | None = None) -> None:
+        self.path = Path(path)
+        self.format = format_for(self.path, fmt)
+        self.rows_path = (
+            self.path.with_name(self.path.name + ".partial.jsonl") if self.format == "parquet" else self.path
+        )
+        self.errors_path = self.path.with_name(self.path.name + ".errors.jsonl")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done: set[str] = set()
+        try:
+            self._resume()
+        except (ValueError, KeyError, OSError, csv.Error) as exc:
+            raise ConfigError(
+                f"cannot resume from {self.path}: it is not a readable {self.format} result file "
+                f"({exc}); choose another --out"
+            ) from exc
+        new_csv = self.format == "csv" and (not self.path.exists() or self.path.stat().st_size == 0)
+        self._rows = open(self.rows_path, "a", encoding="utf-8", newline="")
+        self._csv = csv.DictWriter(self._rows, fieldnames=_CSV_FIELDS) if self.format == "csv" else None
+        if self._csv is not None and new_csv:
+            self._csv.writeheader()
+        self._errors = open(self.errors_path, "w", encoding="utf-8")
+
+    def _resume(self) -> None:
+        if self.format == "parquet":
+            if self.path.exists() and not self.rows_path.exists():
+                import pyarrow.parquet as pq
+
+                rows = pq.read_table(self.path).to_pylist()
+                with open(self.rows_path, "w", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            _truncate_partial_line(self.rows_path)
+            self.done = {r["image"] for r in _read_jsonl(self.rows_path)}
+        elif self.format == "jsonl":
+            _truncate_partial_line(self.path)
+            self.done = {r["image"] for r in _read_jsonl(self.path)}
+        elif self.path.exists():
+            _truncate_partial_line(self.path)
+            with open(self.path, encoding="utf-8", newline="") as handle:
+                reader = csv.DictReader(handle)
+                if reader.fieldnames and reader.fieldnames != _CSV_FIELDS:
+                    raise ValueError(f"unexpected columns {reader.fieldnames}")
+                self.done = {row["image"] for row in reader}
+
+    def write(self, row: dict[str, Any]) -> None:
+        flat = _flat_row(row)
+        if self._csv is not None:
+            self._csv.writerow({**flat, "predictions": json.dumps(flat["predictions"], ensure_ascii=False)})
+        else:
+            self._rows.write(json.dumps(flat, ensure_ascii=False) + "\n")
+        self.done.add(flat["image"])
+
+    def write_error(self, row: dict[str, str]) -> None:
+        self._errors.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        """Make what was written durable (called after every batch)."""
+        for handle in (self._rows, self._errors):
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def close(self, completed: bool = True) -> None:
+        """Close the files; for Parquet, a completed run turns the partial rows into the final file."""
+        self.flush()
+        self._rows.close()
+        self._errors.close()
+        if self.format == "parquet" and completed:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = _read_jsonl(self.rows_path)
+            table = pa.Table.from_pylist(rows, schema=_parquet_schema())
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            pq.write_table(table, tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            self.rows_path.unlink()
+
+
+def _parquet_schema() -> Any:
+    import pyarrow as pa
+
+    prediction = pa.struct([("label", pa.string()), ("score", pa.float64()), ("similarity", pa.float64())])
+    return pa.schema(
+        [
+            ("image", pa.string()),
+            ("sha256", pa.string()),
+            ("label", pa.string()),
+            ("score", pa.float64()),
+            ("predictions", pa.list_(prediction)),
+        ]
+    )
+
+
+def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> list[dict[str, Any]]:
+    """Read a result file back into rows (``predictions`` decoded in every format)."""
+    path = Path(path)
+    kind = format_for(path, fmt)
+    if kind == "jsonl":
+        return _read_jsonl(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_table(path).to_pylist())
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(io.StringIO(handle.read())))
+    for row in rows:
+        row["predictions"] = json.loads(row["predictions"])
+        row["label"] = row["label"] or None
+        row["score"] = float(row["score"]) if row["score"] else None
+    return rows

@@ -1,0 +1,247 @@
+"""Batch tagging: many images, one label set, results streamed to disk, nothing lost, resumable.
+
+Decoding and preprocessing run in a pool of threads (Pillow and torchvision release the GIL for the heavy parts)
+while the model encodes batches; results are written as each batch finishes, so memory stays flat. Every input
+ends in exactly one place: a row of the output, or a line of ``<out>.errors.jsonl`` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ImageError
+from .zeroshot import Prediction, ZeroShotClassifier
+
+if TYPE_CHECKING:
+    import torch
+
+    from .encoder import Encoder
+    from .prompts import TemplateSet
+    from .store import EmbeddingStore
+
+__all__ = ["TagFailure", "TagResult", "TagSummary", "default_workers", "tag_images"]
+
+
+@dataclass(frozen=True)
+class TagResult:
+    """One tagged image: its path as given, content hash, and the prediction (top label and top-k)."""
+
+    path: str
+    sha256: str
+    prediction: Prediction
+
+    def to_dict(self) -> dict[str, Any]:
+        row = self.prediction.to_dict()
+        return {"image": self.path, "sha256": self.sha256, "label": row["label"], "predictions": row["predictions"]}
+
+
+@dataclass(frozen=True)
+class TagFailure:
+    """An image that could not be tagged, and why."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"image": self.path, "error": self.reason}
+
+
+@dataclass
+class TagSummary:
+    """Counts and speed of one run. ``skipped`` are images already in the output (a resumed run)."""
+
+    tagged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    encoded: int = 0
+    from_store: int = 0
+    elapsed: float = 0.0
+    precision: str = ""
+    failures: list[TagFailure] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.tagged / self.elapsed if self.elapsed > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tagged": self.tagged,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "encoded": self.encoded,
+            "from_store": self.from_store,
+            "elapsed_s": round(self.elapsed, 2),
+            "images_per_s": round(self.images_per_second, 1),
+            "precision": self.precision,
+        }
+
+
+def default_workers() -> int:
+    """Decode threads: one per core, at least two (decoding waits on disk as well as the CPU)."""
+    return max(2, os.cpu_count() or 2)
+
+
+@dataclass
+class _Prepared:
+    path: str
+    sha256: str = ""
+    pixels: torch.Tensor | None = None
+    vector: np.ndarray | None = None
+    error: str | None = None
+    stat: os.stat_result | None = None
+    nbytes: int = 0
+
+
+def _prepare(path: str, encoder: Encoder, store: EmbeddingStore | None) -> _Prepared:
+    """Read, hash and preprocess one file (runs in a worker thread); known content skips decoding."""
+    try:
+        stat = os.stat(path)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return _Prepared(path, error=f"cannot read file: {exc.strerror or exc}")
+    sha = hashlib.sha256(data).hexdigest()
+    if store is not None:
+        vector = store.vector_of(sha)
+        if vector is not None:
+            return _Prepared(path, sha, vector=vector, stat=stat, nbytes=len(data))
+    try:
+        pixels = encoder.preprocess_images([data])[0]
+    except ImageError as exc:
+        return _Prepared(path, sha, error=exc.reason)
+    return _Prepared(path, sha, pixels=pixels, stat=stat, nbytes=len(data))
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn: Any, items: Iterable[str], ahead: int) -> Iterator[_Prepared]:
+    """Like ``pool.map`` but with at most ``ahead`` items in flight, so memory stays flat on huge inputs."""
+    pending: deque[Future[_Prepared]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def tag_images(
+    images: Iterable[str | os.PathLike[str]],
+    labels: Iterable[str] | ZeroShotClassifier,
+    *,
+    model: Encoder | str | None = None,
+    templates: str | os.PathLike[str] | TemplateSet | Sequence[str] = "ensemble-en",
+    top_k: int = 5,
+    threshold: float | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    store: EmbeddingStore | None = None,
+    summary: TagSummary | None = None,
+) -> Iterator[TagResult | TagFailure]:
+    """Tag images with labels, yielding one result or failure per image, in input order.
+
+    Args:
+        images: image paths.
+        labels: the candidate labels (or a ready classifier, whose encoder and labels are used).
+        model: an Encoder or a model spec; None loads the configured default.
+        templates: the template set for the labels.
+        top_k: labels kept per image.
+        threshold: below this top probability the image gets no label.
+        batch_size: images per forward pass.
+        workers: decode threads (default: :func:`default_workers`).
+        store: an EmbeddingStore of the same model: known content is not encoded again, new content is added.
+        summary: a TagSummary to fill in as the run goes.
+
+    Yields:
+        TagResult for each tagged image, TagFailure (with the reason) for each that could not be read.
+
+    Example:
+        >>> for result in tag_images(["a.jpg", "b.jpg"], ["cat", "dog"], model="clipzero-shapes"):
+        ...     print(result.to_dict())
+    """
+    from .models import load_model
+
+    if isinstance(labels, ZeroShotClassifier):
+        classifier = labels
+    else:
+        encoder = model if model is not None and not isinstance(model, str) else load_model(model)
+        classifier = ZeroShotClassifier(encoder, labels, templates=templates)
+    encoder = classifier.encoder
+    if store is not None and store.model_id != encoder.id:
+        from .errors import StoreError
+
+        raise StoreError(f"store {store.path} holds embeddings of {store.model_id!r}, not {encoder.id!r}")
+    summary = summary if summary is not None else TagSummary()
+    summary.precision = encoder.precision
+    start = time.perf_counter()
+    paths = (os.fspath(p) for p in images)
+    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="clipzero-decode") as pool:
+        batch: list[_Prepared] = []
+        for item in _bounded_map(pool, lambda p: _prepare(p, encoder, store), paths, ahead=4 * batch_size):
+            batch.append(item)
+            if len(batch) >= batch_size:
+                yield from _finish(batch, classifier, store, top_k, threshold, summary)
+                summary.elapsed = time.perf_counter() - start
+                batch = []
+        if batch:
+            yield from _finish(batch, classifier, store, top_k, threshold, summary)
+    summary.elapsed = time.perf_counter() - start
+
+
+def _finish(
+    batch: list[_Prepared],
+    classifier: ZeroShotClassifier,
+    store: EmbeddingStore | None,
+    top_k: int,
+    threshold: float | None,
+    summary: TagSummary,
+) -> Iterator[TagResult | TagFailure]:
+    import torch
+
+    to_encode = [item for item in batch if item.pixels is not None]
+    if to_encode:
+        vectors = classifier.encoder.encode_pixels(torch.stack([item.pixels for item in to_encode]))  # type: ignore[misc]
+        for item, vector in zip(to_encode, vectors):
+            item.vector = vector
+        summary.encoded += len(to_encode)
+        if store is not None:
+            from .store import Record
+
+            with store.writer():
+                store.put(
+                    [
+                        Record(
+                            i.path if os.path.isabs(i.path) else os.path.abspath(i.path),
+                            i.sha256,
+                            i.nbytes,
+                            i.stat.st_size,
+                            i.stat.st_mtime_ns,
+                            i.vector,
+                        )
+                        for i in to_encode
+                        if i.stat is not None
+                    ]
+                )
+    summary.from_store += sum(1 for item in batch if item.pixels is None and item.vector is not None)
+    good = [(item.path, item.vector) for item in batch if item.vector is not None]
+    predictions: Iterator[Prediction] = iter(())
+    if good:
+        vectors = np.stack([vector for _, vector in good])  # (n, dim)
+        names = [path for path, _ in good]
+        predictions = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold))
+    for item in batch:
+        if item.vector is None:
+            failure = TagFailure(item.path, item.error or "unknown error")
+            summary.failed += 1
+            summary.failures.append(failure)
+            yield failure
+        else:
+            summary.tagged += 1
+            yield TagResult(item.path, item.sha256, next(predictions))

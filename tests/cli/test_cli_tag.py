@@ -1,0 +1,214 @@
+"""`clipzero tag` end to end: bad files reported, resume after kill -9, formats agree, batch size does not matter."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipzero.outputs import read_results
+from tests.cli.test_cli import run
+from tests.conftest import write_image
+
+
+def _pictures(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    return [
+        write_image(folder / f"p{i:03d}.jpg", tuple(int(c) for c in rng.integers(0, 255, 3)), size=(40, 32))
+        for i in range(n)
+    ]
+
+
+def _bad_files(folder: Path) -> list[Path]:
+    good = folder / "p000.jpg"
+    bad = {
+        "empty.jpg": b"",
+        "text.png": b"just some text, not pixels",
+        "truncated.jpg": good.read_bytes()[: good.stat().st_size // 3],
+        "corrupt.png": b"\x89PNG\r\n\x1a\n" + os.urandom(200),
+    }
+    paths = []
+    for name, data in bad.items():
+        (folder / name).write_bytes(data)
+        paths.append(folder / name)
+    huge = folder / "huge.png"  # 12000 x 12000 = 144 MP, over the 128 MP limit; tiny on disk
+    Image.new("1", (12000, 12000)).save(huge)
+    paths.append(huge)
+    return paths
+
+
+def test_good_tagged_bad_reported_exit_0(tiny_model_dir: Path, tmp_path: Path) -> None:
+    good = _pictures(tmp_path / "pics", 6)
+    bad = _bad_files(tmp_path / "pics")
+    out = tmp_path / "tags.jsonl"
+    result = run(
+        "tag",
+        str(tmp_path / "pics"),
+        "--labels",
+        "red",
+        "green",
+        "blue",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+        "--templates",
+        "photo",
+        "--batch-size",
+        "4",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["tagged"], summary["failed"], summary["skipped"]) == (len(good), len(bad), 0)
+    rows = read_results(out)
+    assert sorted(r["image"] for r in rows) == sorted(map(str, good))
+    assert all(len(r["sha256"]) == 64 and r["label"] == r["predictions"][0]["label"] for r in rows)
+    errors = [json.loads(line) for line in Path(str(out) + ".errors.jsonl").read_text().splitlines()]
+    reasons = {Path(e["image"]).name: e["error"] for e in errors}
+    assert set(reasons) == {p.name for p in bad}
+    assert "over the limit" in reasons["huge.png"] and "empty" in reasons["empty.jpg"]
+    assert "tagged 6" in result.stderr and "images/s" in result.stderr and "precision" in result.stderr
+    again = run(
+        "tag",
+        str(tmp_path / "pics"),
+        "--labels",
+        "red",
+        "green",
+        "blue",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+        "--templates",
+        "photo",
+        "--json",
+    )
+    second = json.loads(again.stdout)
+    assert (second["tagged"], second["skipped"], second["failed"]) == (0, 6, len(bad))  # resumed; bad retried
+    assert len(read_results(out)) == 6
+
+
+def test_resume_after_kill_each_image_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pics = _pictures(tmp_path / "pics", 150)
+    out = tmp_path / "tags.csv"
+    command = [
+        sys.executable,
+        "-m",
+        "clipzero",
+        "tag",
+        str(tmp_path / "pics"),
+        "--labels",
+        "red",
+        "green",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+        "--templates",
+        "photo",
+        "--batch-size",
+        "4",
+        "--workers",
+        "2",
+        "--quiet",
+    ]
+    writer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and writer.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 14:
+            break
+        time.sleep(0.05)
+    assert writer.poll() is None, "the run finished before it could be killed"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    partial = len(read_results(out))
+    assert 12 <= partial < 150
+    rerun = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["skipped"] >= partial
+    images = [r["image"] for r in read_results(out)]
+    assert sorted(images) == sorted(map(str, pics))  # each image exactly once
+
+
+@pytest.mark.slow
+def test_formats_hold_the_same_rows_and_batch_size_does_not_matter(tiny_model_dir: Path, tmp_path: Path) -> None:
+    _pictures(tmp_path / "pics", 40)
+    tables = {}
+    for fmt, batch in (("jsonl", "1"), ("csv", "32"), ("parquet", "32")):
+        out = tmp_path / f"tags.{fmt}"
+        result = run(
+            "tag",
+            str(tmp_path / "pics"),
+            "--labels",
+            "red",
+            "green",
+            "blue",
+            "yellow",
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--templates",
+            "photo",
+            "--batch-size",
+            batch,
+            "--top-k",
+            "3",
+        )
+        assert result.returncode == 0, result.stderr
+        tables[fmt] = {r["image"]: r for r in read_results(out)}
+    assert not (tmp_path / "tags.parquet.partial.jsonl").exists()
+    base = tables["jsonl"]
+    for fmt in ("csv", "parquet"):
+        assert set(tables[fmt]) == set(base)
+        for image, row in base.items():
+            other = tables[fmt][image]
+            assert other["sha256"] == row["sha256"] and other["label"] == row["label"]
+            assert [p["label"] for p in other["predictions"]] == [p["label"] for p in row["predictions"]]
+            assert np.allclose(
+                [p["score"] for p in other["predictions"]], [p["score"] for p in row["predictions"]], atol=1e-4
+            )
+
+
+def test_store_reuse(tiny_model_dir: Path, tmp_path: Path) -> None:
+    _pictures(tmp_path / "pics", 8)
+    store = tmp_path / "store"
+    first = run(
+        "tag",
+        str(tmp_path / "pics"),
+        "--labels",
+        "red",
+        "blue",
+        "--out",
+        str(tmp_path / "a.jsonl"),
+        "--model",
+        str(tiny_model_dir),
+        "--store",
+        str(store),
+        "--json",
+    )
+    assert json.loads(first.stdout)["encoded"] == 8
+    second = run(
+        "tag",
+        str(tmp_path / "pics"),
+        "--labels",
+        "red",
+        "blue",
+        "--out",
+        str(tmp_path / "b.jsonl"),
+        "--store",
+        str(store),
+        "--json",
+    )
+    summary = json.loads(second.stdout)
+    assert (summary["encoded"], summary["from_store"], summary["tagged"]) == (0, 8, 8)
