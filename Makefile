@@ -27,8 +27,12 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints-dev.txt -e '.[bench]'
 	$(BIN)/python benchmarks/precision.py
+	$(BIN)/python benchmarks/tagging_speed.py
 	$(BIN)/python benchmarks/shapes_quality.py
+	$(BIN)/python benchmarks/store_search.py
+	$(BIN)/python benchmarks/classify_cache.py
 
 # The offline quickstart: the bundled model labels the example images, in English and in Chinese.
 demo: $(STAMP)

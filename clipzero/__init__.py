@@ -47,6 +47,9 @@ __all__ = [
     "Prediction",
     "SearchHit",
     "StoreError",
+    "TagFailure",
+    "TagResult",
+    "TagSummary",
     "TemplateError",
     "TemplateSet",
     "ZeroShotClassifier",
@@ -60,10 +63,15 @@ __all__ = [
     "open_store",
     "read_labels",
     "register_model",
+    "tag_images",
 ]
 
 # Public name -> the module that defines it; imported on first access.
 _LAZY = {
+    "TagFailure": "tagging",
+    "TagResult": "tagging",
+    "TagSummary": "tagging",
+    "tag_images": "tagging",
     "EmbeddingStore": "store",
     "Encoder": "encoder",
     "SearchHit": "store",
@@ -90,6 +98,7 @@ if TYPE_CHECKING:
     from .models import load_model, register_model
     from .prompts import TemplateSet, list_template_sets, load_templates
     from .store import EmbeddingStore, SearchHit, open_store
+    from .tagging import TagFailure, TagResult, TagSummary, tag_images
     from .zeroshot import LabelScore, Prediction, ZeroShotClassifier, read_labels
 
 
