@@ -181,11 +181,23 @@ def _millions(n: int) -> str:
 
 
 def cmd_info(args: argparse.Namespace, out: TextIO) -> int:
+    from .config import load_settings
+    from .encoder import default_precision, resolve_device
     from .modelinfo import describe_model
 
     info = describe_model(args.model)
+    device = resolve_device(load_settings().device)
+    fast = default_precision(device)
     if args.json:
-        _print_json(info.to_dict(), out)
+        _print_json(
+            {
+                **info.to_dict(),
+                "device": str(device),
+                "tag_precision": fast,
+                "classify_precision": load_settings().precision,
+            },
+            out,
+        )
         return 0
     weights = "" if info.weights_loaded else "  (weights not cached here: figures from the architecture)"
     rows = [
@@ -199,6 +211,7 @@ def cmd_info(args: argparse.Namespace, out: TextIO) -> int:
         ),
         ("memory", ", ".join(f"{k} {_mb(v)}" for k, v in info.memory_bytes.items()) + " (weights only)"),
         ("FLOPs", f"{info.gflops_image:.2f} GFLOP per image, {info.gflops_prompt:.2f} GFLOP per prompt"),
+        ("precision", f"here ({device}): tag runs {fast} by default, classify {load_settings().precision}"),
     ]
     for key, value in rows:
         out.write(f"{key:<13} {value}\n")

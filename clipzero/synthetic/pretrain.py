@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .captions import caption
-from .world import render, sample_scene
+from .world import COLOURS, HELD_OUT, all_combinations, render, sample_scene
 
 ARCH = "clipzero-shapes-vit"
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's normalisation, kept for familiarity
@@ -54,12 +54,22 @@ def to_pixels(images: list[Any], side: int) -> torch.Tensor:
 
 
 def batches(
-    seed: int, batch_size: int, zh_fraction: float, tokenizer: Any, side: int = 64
+    seed: int, batch_size: int, zh_fraction: float, tokenizer: Any, side: int = 64, hard_fraction: float = 0.5
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """An endless, seeded stream of (pixels (b, 3, side, side), tokens (b, context)) pairs."""
+    """An endless, seeded stream of (pixels (b, 3, side, side), tokens (b, context)) pairs.
+
+    In a random batch, colour alone tells most captions apart, so the contrastive loss barely needs shapes (a
+    first model learned colour to 100% and shape to 71%). A ``hard_fraction`` of batches therefore draws from
+    two colours only, where only the shapes (and counts, sizes, places) distinguish one caption from another.
+    """
     rng = random.Random(seed)
+    seen = [c for c in all_combinations() if c not in HELD_OUT]
     while True:
-        scenes = [sample_scene(rng, size=rng.choice((64, 64, 80, 96))) for _ in range(batch_size)]
+        allowed = None
+        if rng.random() < hard_fraction:
+            colours = rng.sample(list(COLOURS), 2)
+            allowed = [c for c in seen if c[0] in colours]
+        scenes = [sample_scene(rng, size=rng.choice((64, 64, 80, 96)), allowed=allowed) for _ in range(batch_size)]
         texts = [caption(s, rng, "zh" if rng.random() < zh_fraction else "en") for s in scenes]
         yield to_pixels([render(s) for s in scenes], side), tokenizer(texts)
 
@@ -82,12 +92,17 @@ def train(
     warmup: int = 300,
     weight_decay: float = 0.1,
     zh_fraction: float = 0.4,
+    hard_fraction: float = 0.5,
     seed: int = 0,
     bf16: bool = True,
     progress: bool = True,
     log_every: int = 50,
+    init: Path | None = None,
 ) -> dict[str, Any]:
-    """Train from scratch and save the model directory. Returns the training record."""
+    """Train (from scratch, or continuing from the model directory ``init``) and save the model directory.
+
+    Returns the training record; a continued run's record lists the earlier stages under ``stages``.
+    """
     import open_clip
     from open_clip.loss import ClipLoss
     from safetensors.torch import save_file
@@ -96,6 +111,13 @@ def train(
     register_architecture()
     torch.manual_seed(seed)
     model = open_clip.create_model(ARCH)
+    earlier: list[dict[str, Any]] = []
+    if init is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init / "open_clip_model.safetensors")).items()})
+        previous = json.loads((init / "training.json").read_text(encoding="utf-8"))
+        earlier = [*previous.pop("stages", []), previous]
     model.train()
     tokenizer = open_clip.get_tokenizer(ARCH)
     loss_fn = ClipLoss()
@@ -107,7 +129,7 @@ def train(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    stream = batches(seed, batch_size, zh_fraction, tokenizer)
+    stream = batches(seed, batch_size, zh_fraction, tokenizer, hard_fraction=hard_fraction)
     curve: list[tuple[int, float]] = []
     start = time.perf_counter()
     bar = tqdm(total=steps, disable=not progress, file=sys.stderr, unit="step")
@@ -154,6 +176,7 @@ def train(
         "warmup": warmup,
         "weight_decay": weight_decay,
         "zh_fraction": zh_fraction,
+        "hard_fraction": hard_fraction,
         "bf16_autocast": bf16,
         "pairs_seen": steps * batch_size,
         "seconds": round(elapsed, 1),
@@ -163,6 +186,8 @@ def train(
         "torch": torch.__version__,
         "open_clip": open_clip.__version__,
     }
+    if earlier:
+        record["stages"] = [{k: v for k, v in stage.items() if k != "loss_curve"} for stage in earlier]
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return record
 
@@ -177,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zh-fraction", type=float, default=0.4, help="share of Chinese captions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
+    parser.add_argument("--hard-fraction", type=float, default=0.5, help="share of two-colour batches")
+    parser.add_argument("--init", type=Path, help="continue from this model directory (a second stage)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     record = train(
@@ -186,9 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         warmup=args.warmup,
         zh_fraction=args.zh_fraction,
+        hard_fraction=args.hard_fraction,
         seed=args.seed,
         bf16=not args.no_bf16,
         progress=not args.quiet,
+        init=args.init,
     )
     print(json.dumps({k: v for k, v in record.items() if k != "loss_curve"}, indent=1))
     return 0
