@@ -123,12 +123,22 @@ def export_hf(model_dir: Path, arch: str) -> None:
     cfg = open_clip.get_model_config(arch)
     vision, text = cfg["vision_cfg"], cfg["text_cfg"]
     config = CLIPConfig(
-        text_config={"hidden_size": text["width"], "num_hidden_layers": text["layers"], "num_attention_heads":
-                     text["heads"], "intermediate_size": 4 * text["width"], "max_position_embeddings":
-                     text["context_length"], "vocab_size": text["vocab_size"]},
-        vision_config={"hidden_size": vision["width"], "num_hidden_layers": vision["layers"], "num_attention_heads":
-                       vision["width"] // 64, "intermediate_size": 4 * vision["width"], "image_size":
-                       vision["image_size"], "patch_size": vision["patch_size"]},
+        text_config={
+            "hidden_size": text["width"],
+            "num_hidden_layers": text["layers"],
+            "num_attention_heads": text["heads"],
+            "intermediate_size": 4 * text["width"],
+            "max_position_embeddings": text["context_length"],
+            "vocab_size": text["vocab_size"],
+        },
+        vision_config={
+            "hidden_size": vision["width"],
+            "num_hidden_layers": vision["layers"],
+            "num_attention_heads": vision["width"] // 64,
+            "intermediate_size": 4 * vision["width"],
+            "image_size": vision["image_size"],
+            "patch_size": vision["patch_size"],
+        },
         projection_dim=cfg["embed_dim"],
     )
     hf = model_dir / "hf"
@@ -191,17 +201,38 @@ def main() -> None:
         print("(b) skipped: transformers is not installed (pip install transformers)")
     variants += ["default", "fp32", "bf16", "int8", "shapes"]
     ceilings = {name: matmul_ceiling(name) for name in ("bf16", "fp32")}
-    print(f"{args.images} JPEG files 640x480, {args.arch} ({gflops:.2f} GFLOP/image), {os.cpu_count()} cores; "
-          f"matmul ceiling bf16 {ceilings['bf16']:.0f} GFLOP/s, fp32 {ceilings['fp32']:.0f} GFLOP/s")
+    print(
+        f"{args.images} JPEG files 640x480, {args.arch} ({gflops:.2f} GFLOP/image), {os.cpu_count()} cores; "
+        f"matmul ceiling bf16 {ceilings['bf16']:.0f} GFLOP/s, fp32 {ceilings['fp32']:.0f} GFLOP/s"
+    )
     print(f"{'variant':<28} {'images/s':>9} {'vs (a)':>7} {'peak MB':>8} {'GFLOP/s':>8} {'of ceiling':>10}")
     base = None
-    names = {"plain": "(a) open_clip loop, fp32", "transformers": "(b) transformers pipeline",
-             "default": "(c) clipzero tag defaults", "fp32": "(d) clipzero fp32", "bf16": "(d) clipzero bf16",
-             "int8": "(d) clipzero int8", "shapes": "clipzero-shapes (bundled)"}
+    names = {
+        "plain": "(a) open_clip loop, fp32",
+        "transformers": "(b) transformers pipeline",
+        "default": "(c) clipzero tag defaults",
+        "fp32": "(d) clipzero fp32",
+        "bf16": "(d) clipzero bf16",
+        "int8": "(d) clipzero int8",
+        "shapes": "clipzero-shapes (bundled)",
+    }
     for variant in variants:
-        out = subprocess.run([sys.executable, __file__, "--variant", variant, "--paths-file", str(work / "paths.json"),
-                              "--model-dir", str(work / "model"), "--work", str(work)],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--paths-file",
+                str(work / "paths.json"),
+                "--model-dir",
+                str(work / "model"),
+                "--work",
+                str(work),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             print(f"{names[variant]:<28} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else '?'}")
             continue
@@ -214,8 +245,10 @@ def main() -> None:
             continue
         achieved = speed * gflops
         ceiling = ceilings["bf16" if result["precision"] in ("bf16",) else "fp32"]
-        print(f"{label:<28} {speed:9.1f} {speed / base:6.1f}x {result['peak_bytes'] / 1e6:8.0f} {achieved:8.0f} "
-              f"{achieved / ceiling:9.0%}")
+        print(
+            f"{label:<28} {speed:9.1f} {speed / base:6.1f}x {result['peak_bytes'] / 1e6:8.0f} {achieved:8.0f} "
+            f"{achieved / ceiling:9.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -145,15 +145,27 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+def _display_width(text: str) -> int:
+    """Terminal columns: East Asian wide and full-width characters (Chinese labels) take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _display_width(text))
+
+
 def _print_table(results: Sequence[Any], out: TextIO) -> None:
-    width = min(max(len(r.image) for r in results), 48)
-    for r in results:
+    width = min(max(_display_width(r.image) for r in results), 48)
+    tops = [r.label if r.label is not None else "(none of these)" for r in results]
+    label_width = min(max((_display_width(t) for r, t in zip(results, tops) if not r.error), default=0), 40)
+    for r, top in zip(results, tops):
         if r.error:
-            out.write(f"{r.image:<{width}}  ERROR  {r.error}\n")
+            out.write(f"{_pad(r.image, width)}  ERROR  {r.error}\n")
             continue
-        top = r.label if r.label is not None else "(none of these)"
         others = ", ".join(f"{p.label} {p.score:.3f}" for p in r.predictions)
-        out.write(f"{r.image:<{width}}  {top}  [{others}]\n")
+        out.write(f"{_pad(r.image, width)}  {_pad(top, label_width)}  [{others}]\n")
 
 
 def cmd_models(args: argparse.Namespace, out: TextIO) -> int:

@@ -29,6 +29,8 @@ def write_examples(out: Path, seed: int = 7) -> list[Path]:
     paths = []
     for colour, shape in EXAMPLES:
         scene = sample_scene(rng, size=96, n_objects=1, allowed=[(colour, shape)])
+        while scene.objects[0].size != "large":  # a demo shows each shape clearly
+            scene = sample_scene(rng, size=96, n_objects=1, allowed=[(colour, shape)])
         path = out / f"{colour}-{shape}.png"
         render(scene).save(path)
         paths.append(path)
