@@ -147,7 +147,7 @@ def export_hf(model_dir: Path, arch: str) -> None:
     (hf / "vocab.json").write_text(json.dumps(bpe.encoder))
     merges = sorted(bpe.bpe_ranks, key=bpe.bpe_ranks.get)
     (hf / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-    tokenizer = CLIPTokenizer(str(hf / "vocab.json"), str(hf / "merges.txt"))
+    tokenizer = CLIPTokenizer(str(hf / "vocab.json"), str(hf / "merges.txt"), model_max_length=text["context_length"])
     CLIPProcessor(CLIPImageProcessor(size={"shortest_edge": 224}, crop_size=224), tokenizer).save_pretrained(hf)
 
 

@@ -126,6 +126,9 @@ class Encoder:
         context: Any = getattr(tokenizer, "context_length", None) or getattr(model, "context_length", 77)
         self.context_length = int(context)
         self.embed_dim = int(self._probe_dim())
+        size: Any = getattr(getattr(model, "visual", None), "image_size", None) or 224
+        side = int(max(size) if isinstance(size, (tuple, list)) else size)
+        self._draft = (side, side)  # JPEGs decode at a reduced scale still at least the model's input size
 
     @classmethod
     def from_open_clip(
@@ -199,7 +202,7 @@ class Encoder:
 
     def preprocess_images(self, images: Sequence[ImageSource]) -> torch.Tensor:
         """Load and preprocess images into one batch tensor (n, 3, H, W); raises ImageError on a bad image."""
-        return torch.stack([self.preprocess(load_image(image)) for image in images])
+        return torch.stack([self.preprocess(load_image(image, draft=self._draft)) for image in images])
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed already preprocessed images (n, 3, H, W) -> float32 (n, embed_dim), L2-normalised."""

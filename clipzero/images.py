@@ -65,12 +65,17 @@ def source_name(source: ImageSource) -> str:
     return f"<{type(source).__name__}>"
 
 
-def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(
+    source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, draft: tuple[int, int] | None = None
+) -> Image.Image:
     """Open an image and return it as an 8-bit RGB PIL image, upright.
 
     Args:
         source: a path, the encoded bytes of an image file, or a PIL image.
         max_pixels: refuse images with more pixels than this (None: no limit).
+        draft: the smallest size the caller needs; a JPEG is then decoded at a reduced scale that is still at
+            least that large (libjpeg's DCT scaling: a 640x480 photo for a 224 px model decodes at 320x240,
+            several times faster). Other formats ignore it.
 
     Returns:
         A fully decoded ``RGB`` image.
@@ -97,6 +102,8 @@ def load_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         with warnings.catch_warnings():
             # Pillow warns about large images and odd EXIF; the pixel limit above is the policy.
             warnings.simplefilter("ignore")
+            if draft is not None and image.format == "JPEG":
+                image.draft("RGB", draft)
             image.load()
             image = ImageOps.exif_transpose(image) or image
             return to_rgb(image)

@@ -135,3 +135,12 @@ def test_pixel_limit_refuses_before_decoding(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="over the limit"):
         load_image(path, max_pixels=10_000)
     assert load_image(path, max_pixels=None).size == (300, 200)
+
+
+def test_jpeg_draft_decodes_smaller_but_never_below_the_request(tmp_path: Path) -> None:
+    path = _save(Image.effect_noise((640, 480), 40).convert("RGB"), tmp_path / "big.jpg", quality=90)
+    small = load_image(path, draft=(224, 224))
+    assert small.size == (320, 240)  # libjpeg scaled by 1/2: still >= 224 on both sides
+    assert load_image(path).size == (640, 480)
+    png = _save(Image.new("RGB", (640, 480)), tmp_path / "big.png")
+    assert load_image(png, draft=(224, 224)).size == (640, 480)  # only JPEG has a draft mode
