@@ -98,6 +98,20 @@ def write_image(
     return path
 
 
+def write_pictures(
+    folder: Path, n: int, suffix: str = ".png", seed: int = 1, size: tuple[int, int] = (36, 36)
+) -> list[Path]:
+    """``n`` small image files of random colours in ``folder``, named p000, p001, ..."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    return [
+        write_image(folder / f"p{i:03d}{suffix}", tuple(int(c) for c in rng.integers(0, 255, 3)), size=size)
+        for i in range(n)
+    ]
+
+
 @pytest.fixture
 def images(tmp_path: Path) -> list[Path]:
     """Three small real image files of different colours and formats."""

@@ -11,24 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from clipzero.store import EmbeddingStore
 from tests.cli.test_cli import run
-from tests.conftest import write_image
-
-
-def _pictures(folder: Path, n: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    return [
-        write_image(folder / f"p{i:03d}.png", tuple(int(c) for c in rng.integers(0, 255, 3)), size=(36, 36))
-        for i in range(n)
-    ]
+from tests.conftest import write_image, write_pictures
 
 
 def test_index_add_info_search_prune(tiny_model_dir: Path, tmp_path: Path) -> None:
-    pics = _pictures(tmp_path / "pics" / "sub", 5)
+    pics = write_pictures(tmp_path / "pics" / "sub", 5)
     (tmp_path / "pics" / "notes.txt").write_text("not an image")
     store = tmp_path / "store"
     flat = run("index", "add", str(tmp_path / "pics"), "--store", str(store), "--model", str(tiny_model_dir), "--json")
@@ -56,7 +45,7 @@ def test_search_usage_errors(tmp_path: Path) -> None:
 
 
 def test_killed_writer_leaves_a_consistent_store(tiny_model_dir: Path, tmp_path: Path) -> None:
-    pics = _pictures(tmp_path / "pics", 160)
+    pics = write_pictures(tmp_path / "pics", 160)
     store = tmp_path / "store"
     command = [
         sys.executable,
@@ -101,7 +90,7 @@ def test_killed_writer_leaves_a_consistent_store(tiny_model_dir: Path, tmp_path:
 
 
 def test_classify_reuses_stored_embeddings(tiny_model_dir: Path, tmp_path: Path) -> None:
-    pics = _pictures(tmp_path / "pics", 3)
+    pics = write_pictures(tmp_path / "pics", 3)
     store = tmp_path / "store"
     assert run("index", "add", *map(str, pics), "--store", str(store), "--model", str(tiny_model_dir)).returncode == 0
     code = (

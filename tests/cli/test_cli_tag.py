@@ -16,16 +16,11 @@ from PIL import Image
 
 from clipzero.outputs import read_results
 from tests.cli.test_cli import run
-from tests.conftest import write_image
+from tests.conftest import write_pictures
 
 
 def _pictures(folder: Path, n: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
-    return [
-        write_image(folder / f"p{i:03d}.jpg", tuple(int(c) for c in rng.integers(0, 255, 3)), size=(40, 32))
-        for i in range(n)
-    ]
+    return write_pictures(folder, n, ".jpg", seed=7, size=(40, 32))
 
 
 def _bad_files(folder: Path) -> list[Path]:
@@ -50,7 +45,7 @@ def test_good_tagged_bad_reported_exit_0(tiny_model_dir: Path, tmp_path: Path) -
     good = _pictures(tmp_path / "pics", 6)
     bad = _bad_files(tmp_path / "pics")
     out = tmp_path / "tags.jsonl"
-    result = run(
+    tag = (
         "tag",
         str(tmp_path / "pics"),
         "--labels",
@@ -63,10 +58,9 @@ def test_good_tagged_bad_reported_exit_0(tiny_model_dir: Path, tmp_path: Path) -
         str(tiny_model_dir),
         "--templates",
         "photo",
-        "--batch-size",
-        "4",
         "--json",
     )
+    result = run(*tag, "--batch-size", "4")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["tagged"], summary["failed"], summary["skipped"]) == (len(good), len(bad), 0)
@@ -78,21 +72,7 @@ def test_good_tagged_bad_reported_exit_0(tiny_model_dir: Path, tmp_path: Path) -
     assert set(reasons) == {p.name for p in bad}
     assert "over the limit" in reasons["huge.png"] and "empty" in reasons["empty.jpg"]
     assert "tagged 6" in result.stderr and "images/s" in result.stderr and "precision" in result.stderr
-    again = run(
-        "tag",
-        str(tmp_path / "pics"),
-        "--labels",
-        "red",
-        "green",
-        "blue",
-        "--out",
-        str(out),
-        "--model",
-        str(tiny_model_dir),
-        "--templates",
-        "photo",
-        "--json",
-    )
+    again = run(*tag)
     second = json.loads(again.stdout)
     assert (second["tagged"], second["skipped"], second["failed"]) == (0, 6, len(bad))  # resumed; bad retried
     assert len(read_results(out)) == 6
