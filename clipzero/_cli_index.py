@@ -57,6 +57,16 @@ def add_parsers(commands: Any, add_model_options: Any) -> None:
     search.add_argument("--ef-search", type=int, metavar="N", help="HNSW index: search breadth (recall vs speed)")
 
 
+def _existing_store(args: argparse.Namespace) -> Path:
+    """The store directory asked for, which must already hold a store."""
+    from .errors import StoreError
+
+    path: Path = args.store or default_store()
+    if not (path / "store.sqlite").exists():
+        raise StoreError(f"no store at {path}: create one with `clipzero index add PATH --store {path}`")
+    return path
+
+
 def _open(args: argparse.Namespace) -> Any:
     from .config import load_settings
     from .store import open_store
@@ -72,7 +82,6 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
-    from .errors import StoreError
     from .images import find_images
     from .store import EmbeddingStore
 
@@ -107,9 +116,7 @@ def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
         else:
             out.write(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()) + "\n")
         return 0
-    path = args.store or default_store()
-    if not (path / "store.sqlite").exists():
-        raise StoreError(f"no store at {path}: create one with `clipzero index add PATH --store {path}`")
+    path = _existing_store(args)
     with EmbeddingStore(path) as store:
         if args.index_command == "info":
             info = store.info()
@@ -131,11 +138,7 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError("give a TEXT to search for, or --image IMG (not both)")
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
-    store_path = args.store or default_store()
-    if not (store_path / "store.sqlite").exists():
-        from .errors import StoreError
-
-        raise StoreError(f"no store at {store_path}: create one with `clipzero index add PATH --store {store_path}`")
+    _existing_store(args)
     with _open(args) as store:
         if args.image is not None:
             from .images import load_image

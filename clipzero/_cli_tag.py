@@ -62,19 +62,16 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     writer = ResultWriter(args.out, args.format)
     todo = [p for p in paths if p not in writer.done]
     summary = TagSummary(skipped=len(paths) - len(todo))
-    store = None
-    if args.store is not None and (args.store / "store.sqlite").exists() and args.model is None:
-        from .store import EmbeddingStore
-
-        with EmbeddingStore(args.store) as existing:
-            args.model = existing.model_spec
     device = args.device or settings.device
     precision = args.precision or default_precision(resolve_device(device))
-    encoder = load_model(args.model or settings.model, device=device, precision=precision)
+    store = None
     if args.store is not None:
-        from .store import EmbeddingStore
+        from .store import open_store
 
-        store = EmbeddingStore(args.store, encoder)
+        store = open_store(args.store, args.model, device=device, precision=precision)  # its own model by default
+        encoder = store.encoder
+    else:
+        encoder = load_model(args.model or settings.model, device=device, precision=precision)
     completed = False
     try:
         with tqdm(

@@ -471,8 +471,8 @@ class EmbeddingStore:
         """Store paths and embeddings in one transaction, then update the index.
 
         A record with a ``vector`` adds new content (unless its hash is already stored); one without links its
-        path to content already stored or added in the same call. The caller holds :meth:`writer` (as
-        :meth:`add` does).
+        path to content already stored or added in the same call. Paths are stored canonical (absolute). The
+        caller holds :meth:`writer` (as :meth:`add` does).
         """
         if not records:
             return
@@ -496,7 +496,7 @@ class EmbeddingStore:
             self._db.executemany(
                 "INSERT OR REPLACE INTO paths(path, image_id, size, mtime_ns) "
                 "SELECT ?, id, ?, ? FROM images WHERE sha256 = ?",
-                [(r.path, r.size, r.mtime_ns, r.sha256) for r in records],
+                [(_canonical(r.path), r.size, r.mtime_ns, r.sha256) for r in records],
             )
             orphans = self._db.execute("SELECT COUNT(*) FROM images WHERE id NOT IN (SELECT image_id FROM paths)")
             if orphans.fetchone()[0]:  # a changed file: its old content is no longer anyone's

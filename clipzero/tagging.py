@@ -218,7 +218,7 @@ def _finish(
                 store.put(
                     [
                         Record(
-                            i.path if os.path.isabs(i.path) else os.path.abspath(i.path),
+                            i.path,
                             i.sha256,
                             i.nbytes,
                             i.stat.st_size,

@@ -159,10 +159,13 @@ class ZeroShotClassifier:
         return self.encoder.logit_bias is not None
 
     def _class_embeddings(self, batch_size: int) -> np.ndarray:
-        keys = [(self.encoder.id, self.templates.content_hash, normalize_label(label)) for label in self.labels]
+        key_of = {
+            label: (self.encoder.id, self.templates.content_hash, normalize_label(label)) for label in self.labels
+        }
+        keys = list(key_of.values())
         if self.label_cache is not None:  # the persistent cache fills what this process has not seen yet
             _LABEL_CACHE.update(self.label_cache.get_many(k for k in keys if k not in _LABEL_CACHE))
-        missing = [label for label, key in zip(self.labels, keys) if key not in _LABEL_CACHE]
+        missing = [label for label in self.labels if key_of[label] not in _LABEL_CACHE]
         if missing:
             prompts_per_label = [self.templates.prompts_for(label) for label in missing]
             self._warn_long(missing, prompts_per_label)
@@ -172,12 +175,9 @@ class ZeroShotClassifier:
             for label, prompts in zip(missing, prompts_per_label):
                 mean = embedded[start : start + len(prompts)].mean(axis=0)
                 start += len(prompts)
-                _LABEL_CACHE[(self.encoder.id, self.templates.content_hash, normalize_label(label))] = (
-                    mean / max(float(np.linalg.norm(mean)), 1e-12)
-                ).astype(np.float32)
+                _LABEL_CACHE[key_of[label]] = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
             if self.label_cache is not None:
-                missing_keys = {(self.encoder.id, self.templates.content_hash, normalize_label(m)) for m in missing}
-                self.label_cache.put_many({k: _LABEL_CACHE[k] for k in missing_keys})
+                self.label_cache.put_many({key_of[m]: _LABEL_CACHE[key_of[m]] for m in missing})
         return np.stack([_LABEL_CACHE[key] for key in keys])
 
     def _warn_long(self, labels: list[str], prompts_per_label: list[list[str]]) -> None:
