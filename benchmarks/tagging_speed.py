@@ -144,7 +144,10 @@ def export_hf(model_dir: Path, arch: str) -> None:
     hf = model_dir / "hf"
     CLIPModel(config).save_pretrained(hf)
     bpe = open_clip.tokenizer.SimpleTokenizer()
-    (hf / "vocab.json").write_text(json.dumps(bpe.encoder))
+    # transformers names the two special tokens differently; unrenamed they would be appended past the vocabulary
+    # and the text tower's embedding lookup would fail with "index out of range"
+    renamed = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
+    (hf / "vocab.json").write_text(json.dumps({renamed.get(k, k): v for k, v in bpe.encoder.items()}))
     merges = sorted(bpe.bpe_ranks, key=bpe.bpe_ranks.get)
     (hf / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     tokenizer = CLIPTokenizer(str(hf / "vocab.json"), str(hf / "merges.txt"), model_max_length=text["context_length"])

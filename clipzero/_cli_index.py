@@ -78,6 +78,7 @@ def _open(args: argparse.Namespace) -> Any:
         index=getattr(args, "index", "auto"),
         device=getattr(args, "device", None) or settings.device,
         precision=getattr(args, "precision", None) or settings.precision,
+        adapter=getattr(args, "adapter", None),
     )
 
 

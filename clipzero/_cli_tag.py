@@ -19,12 +19,15 @@ def add_parser(commands: Any, add_model_options: Any) -> None:
         "Running again with the same --out resumes where the last run stopped.",
     )
     tag.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    labels = tag.add_mutually_exclusive_group(required=True)
+    labels = tag.add_mutually_exclusive_group()
     labels.add_argument("--labels", "-l", nargs="+", metavar="L", help="candidate labels")
     labels.add_argument("--labels-file", "-f", metavar="F", help="file with one label per line (# comments)")
     tag.add_argument("--out", "-o", required=True, type=Path, metavar="FILE", help="result file")
     tag.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="default: from the --out ending")
     add_model_options(tag)
+    from .cli import add_head_option
+
+    add_head_option(tag)
     tag.add_argument("--templates", "-t", metavar="NAME|PATH", help="template set (default ensemble-en)")
     tag.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
     tag.add_argument("--threshold", type=float, metavar="P", help="no label when the top probability is below P")
@@ -45,6 +48,7 @@ def add_parser(commands: Any, add_model_options: Any) -> None:
 def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     from tqdm import tqdm
 
+    from .cli import make_classifier
     from .config import load_settings
     from .encoder import default_precision, resolve_device
     from .errors import ConfigError
@@ -52,12 +56,10 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     from .models import load_model
     from .outputs import ResultWriter
     from .tagging import TagFailure, TagSummary, tag_images
-    from .zeroshot import read_labels
 
     if args.top_k < 1 or args.batch_size < 1 or (args.workers is not None and args.workers < 1):
         raise ConfigError("--top-k, --batch-size and --workers must be at least 1")
     settings = load_settings()
-    labels = read_labels(args.labels_file) if args.labels_file else args.labels
     paths = find_images(args.paths, recursive=args.recursive)
     writer = ResultWriter(args.out, args.format)
     todo = [p for p in paths if p not in writer.done]
@@ -68,10 +70,11 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     if args.store is not None:
         from .store import open_store
 
-        store = open_store(args.store, args.model, device=device, precision=precision)  # its own model by default
-        encoder = store.encoder
+        store = open_store(args.store, args.model, device=device, precision=precision, adapter=args.adapter)
+        encoder = store.encoder  # the store's own model unless --model says otherwise
     else:
-        encoder = load_model(args.model or settings.model, device=device, precision=precision)
+        encoder = load_model(args.model or settings.model, device=device, precision=precision, adapter=args.adapter)
+    classifier = make_classifier(encoder, args, args.templates or settings.templates)
     completed = False
     try:
         with tqdm(
@@ -79,7 +82,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
         ) as bar:
             results = tag_images(
                 todo,
-                labels,
+                classifier,
                 model=encoder,
                 templates=args.templates or settings.templates,
                 top_k=args.top_k,

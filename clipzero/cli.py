@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, _cli_index, _cli_tag
+from . import __version__, _cli_finetune, _cli_index, _cli_tag
 from .errors import ClipzeroError
 
 __all__ = ["main"]
@@ -36,6 +36,34 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="weights precision (default: fp32; bf16 is about twice as fast on modern CPUs)",
     )
     parser.add_argument("--device", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--adapter", metavar="DIR", help="a LoRA adapter folder (clipzero finetune lora) merged into the model"
+    )
+
+
+def add_head_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--head",
+        metavar="PATH",
+        help="classify with a trained head instead of zero-shot: a linear probe file or a cache adapter folder "
+        "(clipzero finetune probe|cache); its classes are the labels",
+    )
+
+
+def make_classifier(encoder: Any, args: argparse.Namespace, templates: Any) -> Any:
+    """The zero-shot classifier for --labels/--labels-file, or the trained one from --head."""
+    from .zeroshot import ZeroShotClassifier, read_labels
+
+    if getattr(args, "head", None):
+        if args.labels or args.labels_file:
+            raise _UsageError("--head brings its own labels: leave out --labels and --labels-file")
+        from .finetune.heads import load_head
+
+        return load_head(args.head, encoder)
+    if not args.labels and not args.labels_file:
+        raise _UsageError("give the labels: --labels L [L ...] or --labels-file F (or a trained --head)")
+    labels = read_labels(args.labels_file) if args.labels_file else args.labels
+    return ZeroShotClassifier(encoder, labels, templates=templates)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,10 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label images with free-text labels, zero-shot.",
     )
     classify.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    labels = classify.add_mutually_exclusive_group(required=True)
+    labels = classify.add_mutually_exclusive_group()
     labels.add_argument("--labels", "-l", nargs="+", metavar="L", help="candidate labels")
     labels.add_argument("--labels-file", "-f", metavar="F", help="file with one label per line (# comments)")
     _add_model_options(classify)
+    add_head_option(classify)
     classify.add_argument(
         "--templates",
         "-t",
@@ -84,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _cli_tag.add_parser(commands, _add_model_options)
     _cli_index.add_parsers(commands, _add_model_options)
+    _cli_finetune.add_parsers(commands, _add_model_options)
 
     prompts = commands.add_parser("prompts", help="list or show prompt template sets")
     prompt_commands = prompts.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
@@ -108,12 +138,9 @@ def _progress(total: int, quiet: bool) -> Any:
 def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
     from .config import load_settings
     from .models import load_model
-    from .zeroshot import ZeroShotClassifier, read_labels
-
     settings = load_settings()
     if args.top_k < 1 or args.batch_size < 1:
         raise _UsageError("--top-k and --batch-size must be at least 1")
-    labels = read_labels(args.labels_file) if args.labels_file else args.labels
     store = None
     if args.store is not None:
         from .store import EmbeddingStore
@@ -123,8 +150,9 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
         args.model or (store.model_spec if store else settings.model),
         device=args.device or settings.device,
         precision=args.precision or settings.precision,
+        adapter=args.adapter,
     )
-    classifier = ZeroShotClassifier(encoder, labels, templates=args.templates or settings.templates)
+    classifier = make_classifier(encoder, args, args.templates or settings.templates)
     results = []
     with _progress(len(args.images), args.quiet) as bar:
         for start in range(0, len(args.images), args.batch_size):
@@ -259,6 +287,8 @@ _COMMANDS = {
     "prompts": cmd_prompts,
     "tag": _cli_tag.cmd_tag,
     **_cli_index.handlers,
+    "eval": _cli_finetune.cmd_eval,
+    "finetune": _cli_finetune.cmd_finetune,
 }
 
 

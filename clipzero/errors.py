@@ -77,3 +77,15 @@ class LabelError(ClipzeroError):
     """The labels given cannot be used (none at all, a file that cannot be read, a non-text label)."""
 
     exit_code = 2
+
+
+class DatasetError(ClipzeroError):
+    """A labelled dataset cannot be found, read or fetched, or does not fit the request (too few images)."""
+
+    exit_code = 2
+
+
+class AdapterError(ClipzeroError):
+    """A fine-tuned head or adapter file is missing, malformed, or made for another model or label set."""
+
+    exit_code = 2

@@ -247,7 +247,12 @@ def _matching_arch(model_cfg: dict[str, object]) -> str:
     return "custom"
 
 
-def load_model(spec: str | None = None, device: str = "auto", precision: str = "fp32") -> Encoder:
+def load_model(
+    spec: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    adapter: str | os.PathLike[str] | None = None,
+) -> Encoder:
     """Load a CLIP model for encoding.
 
     Args:
@@ -256,6 +261,8 @@ def load_model(spec: str | None = None, device: str = "auto", precision: str = "
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``fp32``, ``bf16`` (weights cast; the fast choice on modern CPUs), ``fp16`` (GPU only) or
             ``int8`` (dynamic quantization of Linear layers, CPU only).
+        adapter: a LoRA adapter folder (``clipzero finetune lora``) to merge into the weights; the model's id
+            then names the adapter too (``<base id>+lora@<hash>``), so stores and caches never mix the two.
 
     Returns:
         An :class:`~clipzero.encoder.Encoder`.
@@ -274,8 +281,14 @@ def load_model(spec: str | None = None, device: str = "auto", precision: str = "
 
     parsed = parse_spec(spec or load_settings().model)
     model, preprocess, tokenizer, arch, model_id = _build(parsed)
+    model_id = canonical_id(parsed, model_id)
+    if adapter is not None:
+        from .finetune.lora import adapter_digest, merge_adapter
+
+        model = merge_adapter(model, adapter, model_id)
+        model_id = f"{model_id}+lora@{adapter_digest(adapter)}"
     encoder = Encoder.from_open_clip(
-        model, preprocess, tokenizer, id=canonical_id(parsed, model_id), arch=arch, precision=precision, device=device
+        model, preprocess, tokenizer, id=model_id, arch=arch, precision=precision, device=device
     )
     encoder.spec = parsed.text
     return encoder

@@ -587,9 +587,10 @@ def open_store(
     index: str = "auto",
     device: str = "auto",
     precision: str = "fp32",
+    adapter: str | os.PathLike[str] | None = None,
 ) -> EmbeddingStore:
     """Open (or create) a store with its model loaded: ``model`` if given, else the model the store was built
-    with, else the configured default.
+    with, else the configured default (with the LoRA ``adapter`` merged in, if given).
 
     Raises:
         StoreError: the store belongs to another model than ``model``.
@@ -600,7 +601,7 @@ def open_store(
     if model is None and (Path(path) / "store.sqlite").exists():
         with EmbeddingStore(path) as existing:
             model = existing.model_spec
-    encoder = load_model(model or load_settings().model, device=device, precision=precision)
+    encoder = load_model(model or load_settings().model, device=device, precision=precision, adapter=adapter)
     return EmbeddingStore(path, encoder, index=index)
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .prompts import TemplateSet
     from .store import EmbeddingStore
 
-__all__ = ["TagFailure", "TagResult", "TagSummary", "default_workers", "tag_images"]
+__all__ = ["EmbeddedFile", "TagFailure", "TagResult", "TagSummary", "default_workers", "embed_files", "tag_images"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,9 @@ def default_workers() -> int:
 
 
 @dataclass
-class _Prepared:
+class EmbeddedFile:
+    """One input of :func:`embed_files`: its embedding, or the reason it has none."""
+
     path: str
     sha256: str = ""
     pixels: torch.Tensor | None = None
@@ -100,30 +102,31 @@ class _Prepared:
     error: str | None = None
     stat: os.stat_result | None = None
     nbytes: int = 0
+    encoded: bool = False  # embedded now (False: taken from the store, or failed)
 
 
-def _prepare(path: str, encoder: Encoder, store: EmbeddingStore | None) -> _Prepared:
+def _prepare(path: str, encoder: Encoder, store: EmbeddingStore | None) -> EmbeddedFile:
     """Read, hash and preprocess one file (runs in a worker thread); known content skips decoding."""
     try:
         stat = os.stat(path)
         data = Path(path).read_bytes()
     except OSError as exc:
-        return _Prepared(path, error=f"cannot read file: {exc.strerror or exc}")
+        return EmbeddedFile(path, error=f"cannot read file: {exc.strerror or exc}")
     sha = hashlib.sha256(data).hexdigest()
     if store is not None:
         vector = store.vector_of(sha)
         if vector is not None:
-            return _Prepared(path, sha, vector=vector, stat=stat, nbytes=len(data))
+            return EmbeddedFile(path, sha, vector=vector, stat=stat, nbytes=len(data))
     try:
         pixels = encoder.preprocess_images([data])[0]
     except ImageError as exc:
-        return _Prepared(path, sha, error=exc.reason)
-    return _Prepared(path, sha, pixels=pixels, stat=stat, nbytes=len(data))
+        return EmbeddedFile(path, sha, error=exc.reason)
+    return EmbeddedFile(path, sha, pixels=pixels, stat=stat, nbytes=len(data))
 
 
-def _bounded_map(pool: ThreadPoolExecutor, fn: Any, items: Iterable[str], ahead: int) -> Iterator[_Prepared]:
+def _bounded_map(pool: ThreadPoolExecutor, fn: Any, items: Iterable[str], ahead: int) -> Iterator[EmbeddedFile]:
     """Like ``pool.map`` but with at most ``ahead`` items in flight, so memory stays flat on huge inputs."""
-    pending: deque[Future[_Prepared]] = deque()
+    pending: deque[Future[EmbeddedFile]] = deque()
     for item in items:
         pending.append(pool.submit(fn, item))
         if len(pending) >= ahead:
@@ -181,67 +184,73 @@ def tag_images(
     summary = summary if summary is not None else TagSummary()
     summary.precision = encoder.precision
     start = time.perf_counter()
-    paths = (os.fspath(p) for p in images)
-    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="clipzero-decode") as pool:
-        batch: list[_Prepared] = []
-        for item in _bounded_map(pool, lambda p: _prepare(p, encoder, store), paths, ahead=4 * batch_size):
-            batch.append(item)
-            if len(batch) >= batch_size:
-                yield from _finish(batch, classifier, store, top_k, threshold, summary)
-                summary.elapsed = time.perf_counter() - start
-                batch = []
-        if batch:
-            yield from _finish(batch, classifier, store, top_k, threshold, summary)
+    for batch in embed_files(images, encoder, store=store, batch_size=batch_size, workers=workers):
+        summary.encoded += sum(1 for item in batch if item.encoded)
+        summary.from_store += sum(1 for item in batch if not item.encoded and item.vector is not None)
+        good = [item for item in batch if item.vector is not None]
+        predictions: Iterator[Prediction] = iter(())
+        if good:
+            vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
+            names = [item.path for item in good]
+            predictions = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold))
+        for item in batch:
+            if item.vector is None:
+                failure = TagFailure(item.path, item.error or "unknown error")
+                summary.failed += 1
+                summary.failures.append(failure)
+                yield failure
+            else:
+                summary.tagged += 1
+                yield TagResult(item.path, item.sha256, next(predictions))
+        summary.elapsed = time.perf_counter() - start
     summary.elapsed = time.perf_counter() - start
 
 
-def _finish(
-    batch: list[_Prepared],
-    classifier: ZeroShotClassifier,
-    store: EmbeddingStore | None,
-    top_k: int,
-    threshold: float | None,
-    summary: TagSummary,
-) -> Iterator[TagResult | TagFailure]:
+def embed_files(
+    paths: Iterable[str | os.PathLike[str]],
+    encoder: Encoder,
+    *,
+    store: EmbeddingStore | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+) -> Iterator[list[EmbeddedFile]]:
+    """Embed image files in batches, decoding in threads while the model encodes.
+
+    Content the store already holds is not decoded again; newly encoded content is added to the store. Each
+    batch lists its inputs in order; an unreadable file has ``vector`` None and ``error`` set.
+    """
     import torch
 
-    to_encode = [item for item in batch if item.pixels is not None]
-    if to_encode:
-        vectors = classifier.encoder.encode_pixels(torch.stack([item.pixels for item in to_encode]))  # type: ignore[misc]
-        for item, vector in zip(to_encode, vectors):
-            item.vector = vector
-        summary.encoded += len(to_encode)
-        if store is not None:
-            from .store import Record
+    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="clipzero-decode") as pool:
+        items = (os.fspath(p) for p in paths)
+        batch: list[EmbeddedFile] = []
+        for item in _bounded_map(pool, lambda p: _prepare(p, encoder, store), items, ahead=4 * batch_size):
+            batch.append(item)
+            if len(batch) < batch_size:
+                continue
+            _encode(batch, encoder, store, torch)
+            yield batch
+            batch = []
+        if batch:
+            _encode(batch, encoder, store, torch)
+            yield batch
 
-            with store.writer():
-                store.put(
-                    [
-                        Record(
-                            i.path,
-                            i.sha256,
-                            i.nbytes,
-                            i.stat.st_size,
-                            i.stat.st_mtime_ns,
-                            i.vector,
-                        )
-                        for i in to_encode
-                        if i.stat is not None
-                    ]
-                )
-    summary.from_store += sum(1 for item in batch if item.pixels is None and item.vector is not None)
-    good = [(item.path, item.vector) for item in batch if item.vector is not None]
-    predictions: Iterator[Prediction] = iter(())
-    if good:
-        vectors = np.stack([vector for _, vector in good])  # (n, dim)
-        names = [path for path, _ in good]
-        predictions = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold))
-    for item in batch:
-        if item.vector is None:
-            failure = TagFailure(item.path, item.error or "unknown error")
-            summary.failed += 1
-            summary.failures.append(failure)
-            yield failure
-        else:
-            summary.tagged += 1
-            yield TagResult(item.path, item.sha256, next(predictions))
+
+def _encode(batch: list[EmbeddedFile], encoder: Encoder, store: EmbeddingStore | None, torch: Any) -> None:
+    to_encode = [item for item in batch if item.pixels is not None]
+    if not to_encode:
+        return
+    vectors = encoder.encode_pixels(torch.stack([item.pixels for item in to_encode]))
+    for item, vector in zip(to_encode, vectors):
+        item.vector, item.pixels, item.encoded = vector, None, True
+    if store is not None:
+        from .store import Record
+
+        with store.writer():
+            store.put(
+                [
+                    Record(i.path, i.sha256, i.nbytes, i.stat.st_size, i.stat.st_mtime_ns, i.vector)
+                    for i in to_encode
+                    if i.stat is not None
+                ]
+            )

@@ -192,6 +192,14 @@ class ZeroShotClassifier:
                     stacklevel=4,
                 )
 
+    def logits(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (float64) and cosine similarities for L2-normalised image embeddings, each (n, n_labels).
+
+        Adapted classifiers (a trained linear head, a few-shot cache) override this one method.
+        """
+        similarities = np.asarray(embeddings, dtype=np.float32) @ self.weights.T  # (n, n_labels)
+        return similarities.astype(np.float64) * self.encoder.logit_scale, similarities
+
     def scores(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and cosine similarities for image embeddings.
 
@@ -201,8 +209,7 @@ class ZeroShotClassifier:
         Returns:
             (probabilities, similarities), each (n, n_labels).
         """
-        similarities = np.asarray(embeddings, dtype=np.float32) @ self.weights.T  # (n, n_labels)
-        logits = similarities.astype(np.float64) * self.encoder.logit_scale
+        logits, similarities = self.logits(embeddings)
         if self.uses_sigmoid:
             probabilities = 1.0 / (1.0 + np.exp(-(logits + (self.encoder.logit_bias or 0.0))))
         else:

@@ -1,0 +1,221 @@
+"""`clipzero eval` and `clipzero finetune probe|cache|lora`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["add_parsers", "cmd_eval", "cmd_finetune"]
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "data",
+        metavar="DATA",
+        help="a folder of class folders (ROOT/<class>/*, or train/ val/ test/ each holding class folders), or a "
+        "hub dataset ORG/NAME[:CONFIG] (fetched once, then read locally)",
+    )
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--labels", "-l", nargs="+", metavar="L", help="label text per class, in class-folder order")
+    labels.add_argument("--labels-file", "-f", metavar="F", help="file with one label per class, in class-folder order")
+    parser.add_argument("--templates", "-t", metavar="NAME|PATH", help="template set (default ensemble-en)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for sampling the shots (default 0)")
+    parser.add_argument("--store", "-s", type=Path, metavar="DIR", help="embedding store: images are embedded once")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def _lora_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("LoRA")
+    group.add_argument("--rank", type=int, default=8, help="adapter rank (default 8)")
+    group.add_argument("--alpha", type=int, default=16, help="adapter scaling alpha (default 16)")
+    group.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    group.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    group.add_argument("--lora-batch-size", type=int, default=32, metavar="N", help="images per step (default 32)")
+    group.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
+
+
+def add_parsers(commands: Any, add_model_options: Any) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure zero-shot and adapted accuracy on a labelled image set",
+        description="Few-shot adaptation, evaluated honestly: training images, a disjoint set to choose settings "
+        "on, and a test set no method trains on. Reports top-1, top-5, per-class recall, calibration (ECE) and "
+        "a confusion matrix per method.",
+    )
+    _data_options(evaluate)
+    add_model_options(evaluate)
+    evaluate.add_argument(
+        "--method",
+        nargs="+",
+        default=["zeroshot"],
+        choices=["zeroshot", "probe", "cache", "lora"],
+        help="methods to compare (default zeroshot)",
+    )
+    evaluate.add_argument("--shots", type=int, default=16, metavar="K", help="training images per class (default 16)")
+    evaluate.add_argument("--out", "-o", type=Path, metavar="FILE", help="write the report (JSON) and confusion PNGs")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    _lora_options(evaluate)
+
+    finetune = commands.add_parser("finetune", help="train a linear probe, a cache adapter or LoRA adapters")
+    kinds = finetune.add_subparsers(dest="finetune_command", metavar="METHOD", required=True)
+    for name, text, out_help in (
+        ("probe", "logistic regression on frozen embeddings", "head file to write (.safetensors)"),
+        ("cache", "a training-free few-shot cache of labelled embeddings", "adapter folder to write"),
+        ("lora", "LoRA adapters on the image tower", "adapter folder to write"),
+    ):
+        sub = kinds.add_parser(
+            name,
+            help=text,
+            description=f"Train {text}; use the result with {'--adapter' if name == 'lora' else '--head'}.",
+        )
+        _data_options(sub)
+        add_model_options(sub)
+        sub.add_argument("--out", "-o", type=Path, required=True, metavar="PATH", help=out_help)
+        sub.add_argument("--shots", type=int, metavar="K", help="training images per class (default: all of train)")
+        if name == "lora":
+            _lora_options(sub)
+
+
+def _lora_settings(args: argparse.Namespace) -> Any:
+    from .finetune.lora import LoraSettings
+
+    return LoraSettings(
+        rank=args.rank,
+        alpha=args.alpha,
+        lr=args.lr,
+        steps=args.steps,
+        batch_size=args.lora_batch_size,
+        bf16=not args.no_bf16,
+        seed=args.seed,
+    )
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(dataset, encoder, labels, store) for a command."""
+    from .config import load_settings
+    from .encoder import default_precision, resolve_device
+    from .finetune.data import load_labeled
+    from .models import load_model
+    from .zeroshot import read_labels
+
+    settings = load_settings()
+    data = load_labeled(args.data)
+    device = args.device or settings.device
+    precision = args.precision or default_precision(resolve_device(device))
+    store = None
+    if args.store is not None:
+        from .store import open_store
+
+        store = open_store(args.store, args.model, device=device, precision=precision, adapter=args.adapter)
+        encoder = store.encoder
+    else:
+        encoder = load_model(args.model or settings.model, device=device, precision=precision, adapter=args.adapter)
+    labels = read_labels(args.labels_file) if args.labels_file else args.labels
+    return data, encoder, labels, store
+
+
+def _say(args: argparse.Namespace) -> Any:
+    def say(text: str) -> None:
+        if not args.quiet:
+            sys.stderr.write(f"clipzero: {text}\n")
+
+    return say
+
+
+def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
+    from .config import load_settings
+    from .finetune.run import evaluate_methods, format_comparison
+
+    if args.shots < 1:
+        raise _usage("--shots must be at least 1")
+    data, encoder, labels, store = _setup(args)
+    try:
+        report = evaluate_methods(
+            data,
+            encoder,
+            methods=list(dict.fromkeys(args.method)),
+            labels=labels,
+            templates=args.templates or load_settings().templates,
+            shots=args.shots,
+            seed=args.seed,
+            store=store,
+            lora=_lora_settings(args),
+            out=args.out,
+            progress=not args.quiet and sys.stderr.isatty(),
+            say=_say(args),
+        )
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        json.dump(report, out, indent=1, ensure_ascii=False)
+        out.write("\n")
+    else:
+        out.write(
+            f"{report['dataset']}: {report['test_images']} test images ({report['test_source']}), "
+            f"{report['shots']} shots per class, model {report['model']}\n"
+        )
+        out.write(format_comparison(report) + "\n")
+        if args.out:
+            out.write(f"report: {args.out}\n")
+    if report["skipped"]:
+        sys.stderr.write(f"clipzero: {len(report['skipped'])} unreadable images left out (listed in the report)\n")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:
+    from .config import load_settings
+    from .finetune.run import _classes, embed_examples, fit_cache, fit_lora, fit_probe, shots_for_training
+
+    if args.shots is not None and args.shots < 1:
+        raise _usage("--shots must be at least 1")
+    say = _say(args)
+    data, encoder, labels, store = _setup(args)
+    templates = args.templates or load_settings().templates
+    classes = _classes(data, labels)
+    train, select = shots_for_training(data, args.shots, args.seed)
+    say(f"{data.summary()}; training on {len(train)} images, choosing settings on {len(select)}")
+    try:
+        if args.finetune_command == "lora":
+            if args.adapter:
+                raise _usage("LoRA trains on the base model: leave out --adapter")
+            _, _, record = fit_lora(
+                encoder.spec,
+                train,
+                classes,
+                select=select,
+                templates=templates,
+                settings=_lora_settings(args),
+                progress=not args.quiet and sys.stderr.isatty(),
+                out=args.out,
+            )
+            summary = {"selection_accuracy": record["select_accuracy"], "seconds": record["seconds"]}
+            use = f"--adapter {args.out}"
+        else:
+            train_set = embed_examples(encoder, train, store=store)
+            select_set = embed_examples(encoder, select, store=store) if select else None
+            if args.finetune_command == "probe":
+                head = fit_probe(encoder, train_set, classes, select=select_set, templates=templates)
+                head.save(args.out)
+                summary = head.info
+            else:
+                adapter = fit_cache(encoder, train_set, classes, select=select_set, templates=templates)
+                adapter.save(args.out)
+                summary = {**adapter.info, "alpha": adapter.alpha, "beta": adapter.beta}
+            use = f"--head {args.out}"
+    finally:
+        if store is not None:
+            store.close()
+    json.dump({"out": str(args.out), "model": encoder.id, "classes": len(classes), **summary}, out, indent=1)
+    out.write("\n")
+    say(f"wrote {args.out}; use it with `clipzero classify IMAGE... --model {encoder.spec} {use}`")
+    return 0
+
+
+def _usage(message: str) -> Exception:
+    from .errors import ConfigError
+
+    return ConfigError(message)
