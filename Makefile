@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/shapes_quality.py
 	$(BIN)/python benchmarks/store_search.py
 	$(BIN)/python benchmarks/classify_cache.py
+	$(BIN)/python benchmarks/adaptation.py
 
 # The offline quickstart: the bundled model labels the example images, in English and in Chinese.
 demo: $(STAMP)

@@ -51,13 +51,19 @@ def add_parsers(commands: Any, add_model_options: Any) -> None:
         "--method",
         nargs="+",
         default=["zeroshot"],
-        choices=["zeroshot", "probe", "cache", "lora"],
-        help="methods to compare (default zeroshot)",
+        choices=["zeroshot", "probe", "cache", "lora", "zeroshot+rerank"],
+        help="methods to compare (default zeroshot); zeroshot+rerank needs an LLM (--llm-url, --llm-model)",
     )
     evaluate.add_argument("--shots", type=int, default=16, metavar="K", help="training images per class (default 16)")
     evaluate.add_argument("--out", "-o", type=Path, metavar="FILE", help="write the report (JSON) and confusion PNGs")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     _lora_options(evaluate)
+    from ._cli_rerank import add_llm_options
+
+    add_llm_options(evaluate)
+    evaluate.add_argument("--rerank-top-k", type=int, default=5, metavar="K", help="candidates for the LLM (default 5)")
+    evaluate.add_argument("--rerank-template", metavar="NAME|FILE", help="cot-en (default) or cot-zh")
+    evaluate.add_argument("--rerank-vision", action="store_true", help="send the images to the LLM too")
 
     finetune = commands.add_parser("finetune", help="train a linear probe, a cache adapter or LoRA adapters")
     kinds = finetune.add_subparsers(dest="finetune_command", metavar="METHOD", required=True)
@@ -146,6 +152,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
             out=args.out,
             progress=not args.quiet and sys.stderr.isatty(),
             say=_say(args),
+            reranker=_eval_reranker(args),
         )
     finally:
         if store is not None:
@@ -164,6 +171,16 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     if report["skipped"]:
         sys.stderr.write(f"clipzero: {len(report['skipped'])} unreadable images left out (listed in the report)\n")
     return 0
+
+
+def _eval_reranker(args: argparse.Namespace) -> Any:
+    if "zeroshot+rerank" not in args.method:
+        return None
+    from ._cli_rerank import make_reranker
+    from .config import load_settings
+
+    args.rerank = True
+    return make_reranker(args, args.templates or load_settings().templates)
 
 
 def cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:

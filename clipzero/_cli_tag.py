@@ -25,9 +25,11 @@ def add_parser(commands: Any, add_model_options: Any) -> None:
     tag.add_argument("--out", "-o", required=True, type=Path, metavar="FILE", help="result file")
     tag.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="default: from the --out ending")
     add_model_options(tag)
+    from ._cli_rerank import add_rerank_options
     from .cli import add_head_option
 
     add_head_option(tag)
+    add_rerank_options(tag)
     tag.add_argument("--templates", "-t", metavar="NAME|PATH", help="template set (default ensemble-en)")
     tag.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
     tag.add_argument("--threshold", type=float, metavar="P", help="no label when the top probability is below P")
@@ -48,6 +50,7 @@ def add_parser(commands: Any, add_model_options: Any) -> None:
 def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     from tqdm import tqdm
 
+    from ._cli_rerank import make_reranker
     from .cli import make_classifier
     from .config import load_settings
     from .encoder import default_precision, resolve_device
@@ -75,6 +78,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     else:
         encoder = load_model(args.model or settings.model, device=device, precision=precision, adapter=args.adapter)
     classifier = make_classifier(encoder, args, args.templates or settings.templates)
+    reranker = make_reranker(args, args.templates or settings.templates)
     completed = False
     try:
         with tqdm(
@@ -91,6 +95,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
                 workers=args.workers,
                 store=store,
                 summary=summary,
+                reranker=reranker,
             )
             for n, result in enumerate(results, 1):
                 if isinstance(result, TagFailure):

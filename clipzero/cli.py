@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, _cli_finetune, _cli_index, _cli_tag
+from . import __version__, _cli_finetune, _cli_index, _cli_rerank, _cli_tag
 from .errors import ClipzeroError
 
 __all__ = ["main"]
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--labels-file", "-f", metavar="F", help="file with one label per line (# comments)")
     _add_model_options(classify)
     add_head_option(classify)
+    _cli_rerank.add_rerank_options(classify)
     classify.add_argument(
         "--templates",
         "-t",
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = prompt_commands.add_parser("show", help="show a template set's prompts for a label")
     show.add_argument("name", metavar="NAME|PATH")
     show.add_argument("--label", default="{label}", help="fill the templates with this label")
+    _cli_rerank.add_describe_parser(prompt_commands)
     return parser
 
 
@@ -152,25 +154,53 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
         precision=args.precision or settings.precision,
         adapter=args.adapter,
     )
-    classifier = make_classifier(encoder, args, args.templates or settings.templates)
+    templates = args.templates or settings.templates
+    classifier = make_classifier(encoder, args, templates)
+    reranker = _cli_rerank.make_reranker(args, templates)
+    top_k = max(args.top_k, reranker.top_k) if reranker is not None else args.top_k
     results = []
     with _progress(len(args.images), args.quiet) as bar:
         for start in range(0, len(args.images), args.batch_size):
             chunk = args.images[start : start + args.batch_size]
             results += classifier.classify(
                 chunk,
-                top_k=args.top_k,
+                top_k=top_k,
                 threshold=args.threshold,
                 batch_size=args.batch_size,
                 on_error="report",
                 store=store,
             )
             bar.update(len(chunk))
+    if reranker is not None:
+        return _print_reranked(reranker.rerank_many(results), args, out)
     if args.json:
         _print_json([r.to_dict() for r in results], out)
     else:
         _print_table(results, out)
     return 1 if any(r.error for r in results) else 0
+
+
+def _print_reranked(reranked: Sequence[Any], args: argparse.Namespace, out: TextIO) -> int:
+    from .zeroshot import Prediction
+
+    for r in reranked:
+        r.predictions = r.predictions[: args.top_k]
+    if args.json:
+        rows = [r.to_dict() if r.clip.error is None else r.clip.to_dict() for r in reranked]
+        _print_json(rows, out)
+    else:
+        final = [Prediction(r.image, r.label, r.predictions, r.clip.error) for r in reranked]
+        _print_table(final, out)
+        for r in reranked:
+            if r.clip.error is not None:
+                continue
+            if r.reranked:
+                picked = r.label if r.label is not None else "none of these"
+                note = "agrees with CLIP" if r.label == r.clip.label else f"CLIP said {r.clip.label!r}"
+                out.write(f"  {r.image}: LLM chose {picked!r} ({note}){' [cached]' if r.cached else ''}\n")
+            else:
+                out.write(f"  {r.image}: CLIP's order kept: {r.fallback}\n")
+    return 1 if any(r.clip.error for r in reranked) else 0
 
 
 def _display_width(text: str) -> int:
@@ -284,7 +314,9 @@ _COMMANDS = {
     "classify": cmd_classify,
     "models": cmd_models,
     "info": cmd_info,
-    "prompts": cmd_prompts,
+    "prompts": lambda args, out: (
+        _cli_rerank.cmd_describe(args, out) if args.prompts_command == "describe" else cmd_prompts(args, out)
+    ),
     "tag": _cli_tag.cmd_tag,
     **_cli_index.handlers,
     "eval": _cli_finetune.cmd_eval,

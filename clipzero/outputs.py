@@ -124,6 +124,8 @@ class ResultWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         flat = _flat_row(row)
+        if self.format == "jsonl" and "rerank" in row:  # the LLM's reasoning has a place only in JSON lines
+            flat["rerank"] = row["rerank"]
         if self._csv is not None:
             self._csv.writerow({**flat, "predictions": json.dumps(flat["predictions"], ensure_ascii=False)})
         else:

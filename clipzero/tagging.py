@@ -39,8 +39,18 @@ class TagResult:
     path: str
     sha256: str
     prediction: Prediction
+    rerank: Any = None  # a RerankResult when an LLM re-ranked the prediction
 
     def to_dict(self) -> dict[str, Any]:
+        if self.rerank is not None:
+            row = self.rerank.to_dict()
+            return {
+                "image": self.path,
+                "sha256": self.sha256,
+                "label": row["label"],
+                "predictions": row["predictions"],
+                "rerank": {"clip_label": row["clip_label"], **row["rerank"]},
+            }
         row = self.prediction.to_dict()
         return {"image": self.path, "sha256": self.sha256, "label": row["label"], "predictions": row["predictions"]}
 
@@ -147,6 +157,7 @@ def tag_images(
     workers: int | None = None,
     store: EmbeddingStore | None = None,
     summary: TagSummary | None = None,
+    reranker: Any = None,
 ) -> Iterator[TagResult | TagFailure]:
     """Tag images with labels, yielding one result or failure per image, in input order.
 
@@ -161,6 +172,8 @@ def tag_images(
         workers: decode threads (default: :func:`default_workers`).
         store: an EmbeddingStore of the same model: known content is not encoded again, new content is added.
         summary: a TagSummary to fill in as the run goes.
+        reranker: a :class:`~clipzero.rerank.Reranker`: each batch's top-k is re-ranked by the LLM (requests in
+            parallel; a failed call keeps CLIP's order, with the reason in the result).
 
     Yields:
         TagResult for each tagged image, TagFailure (with the reason) for each that could not be read.
@@ -189,10 +202,13 @@ def tag_images(
         summary.from_store += sum(1 for item in batch if not item.encoded and item.vector is not None)
         good = [item for item in batch if item.vector is not None]
         predictions: Iterator[Prediction] = iter(())
+        reranked: Iterator[Any] = iter(())
         if good:
             vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
             names = [item.path for item in good]
-            predictions = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold))
+            predicted = classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold)
+            reranked = iter(reranker.rerank_many(predicted) if reranker is not None else [None] * len(predicted))
+            predictions = iter(predicted)
         for item in batch:
             if item.vector is None:
                 failure = TagFailure(item.path, item.error or "unknown error")
@@ -201,7 +217,7 @@ def tag_images(
                 yield failure
             else:
                 summary.tagged += 1
-                yield TagResult(item.path, item.sha256, next(predictions))
+                yield TagResult(item.path, item.sha256, next(predictions), next(reranked))
         summary.elapsed = time.perf_counter() - start
     summary.elapsed = time.perf_counter() - start
 

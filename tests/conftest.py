@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.llm_server"]  # the llm_server fixture: an OpenAI-compatible server on 127.0.0.1
+
 #: A small open_clip architecture (about 3.5M parameters, most of them the token embedding): fast on a CPU.
 TINY_CFG = {
     "embed_dim": 32,

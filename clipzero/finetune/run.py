@@ -29,7 +29,7 @@ from .metrics import evaluate_probabilities, save_confusion_png, softmax
 
 __all__ = ["METHODS", "EmbeddedSet", "embed_examples", "evaluate_methods", "fit_cache", "fit_lora", "fit_probe"]
 
-METHODS = ("zeroshot", "probe", "cache", "lora")
+METHODS = ("zeroshot", "probe", "cache", "lora", "zeroshot+rerank")
 log = logging.getLogger("clipzero.finetune")
 
 
@@ -195,6 +195,7 @@ def evaluate_methods(
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
+    reranker: Any = None,
 ) -> dict[str, Any]:
     """Evaluate zero-shot and adapted classifiers on one labelled set.
 
@@ -209,6 +210,8 @@ def evaluate_methods(
         store: an EmbeddingStore of the encoder's model, so images are embedded once across runs.
         lora: LoRA settings.
         out: the report file (JSON); confusion-matrix PNGs are written beside it.
+        reranker: a :class:`~clipzero.rerank.Reranker` for ``zeroshot+rerank`` (zero-shot with the same
+            templates is then reported too, as the baseline).
 
     Returns:
         The report.
@@ -216,6 +219,10 @@ def evaluate_methods(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise LabelError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if "zeroshot+rerank" in methods:
+        if reranker is None:
+            raise LabelError("method zeroshot+rerank needs an LLM: give --llm-url and --llm-model")
+        methods = ["zeroshot", *[m for m in methods if m != "zeroshot"]]
     say = say or (lambda _: None)
     classes = _classes(data, labels)
     splits = evaluation_splits(data, shots, seed)
@@ -242,6 +249,8 @@ def evaluate_methods(
         elif method == "probe":
             head = fit_probe(encoder, train, classes, select=select, templates=templates)
             logits, info = head.logits(test.vectors), head.info
+        elif method == "zeroshot+rerank":
+            logits, info = _reranked_logits(encoder, test, classes, templates, reranker)
         elif method == "cache":
             adapter = fit_cache(encoder, train, classes, select=select, templates=templates)
             logits, info = adapter.logits(test.vectors), adapter.info
@@ -314,14 +323,50 @@ def _lora_logits(
     return vectors.astype(np.float64) @ text.T.astype(np.float64) * encoder.logit_scale, record
 
 
+def _reranked_logits(
+    encoder: Encoder, test: EmbeddedSet, classes: list[str], templates: Any, reranker: Any
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Zero-shot logits with each image's top-k reordered as the LLM ranked them (CLIP's values permuted, so
+    confidence stays CLIP's); a label the LLM rejects ("none") keeps CLIP's order."""
+    classifier = ZeroShotClassifier(encoder, classes, templates=templates)
+    logits = classifier.logits(test.vectors)[0].copy()
+    predictions = classifier.predict_embeddings(test.vectors, test.paths, top_k=reranker.top_k)
+    results = reranker.rerank_many(predictions)
+    index = {label: i for i, label in enumerate(classes)}
+    used = changed = 0
+    fallbacks: dict[str, int] = {}
+    for row, result in enumerate(results):
+        if not result.reranked:
+            key = (result.fallback or "").split(":")[0]
+            fallbacks[key] = fallbacks.get(key, 0) + 1
+            continue
+        used += 1
+        if result.label is None:
+            continue
+        before = [index[p.label] for p in result.clip.predictions[: reranker.top_k]]
+        after = [index[p.label] for p in result.predictions[: reranker.top_k]]
+        logits[row, after] = np.sort(logits[row, before])[::-1]
+        changed += int(after[0] != before[0])
+    info = {
+        "method": "zeroshot+rerank",
+        "llm": reranker.client.model,
+        "template": reranker.template.name,
+        "candidates": reranker.top_k,
+        "answers_used": used,
+        "top1_changed": changed,
+        "fallbacks": fallbacks,
+    }
+    return logits, info
+
+
 def comparison_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per method: top-1, top-5, ECE and the gain in top-1 points over zero-shot (when it ran)."""
     base = results.get("zeroshot", {}).get("top1")
     return [
         {
             "method": method,
-            "top1": round(m["top1"], 4),
-            "top5": round(m["top5"], 4),
+            "top1": round(m["top1"], 6),
+            "top5": round(m["top5"], 6),
             "ece": round(m["ece"], 4),
             "gain_top1_points": round((m["top1"] - base) * 100, 1) if base is not None else None,
         }
