@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench demo clean
+.PHONY: install test lint typecheck pytest bench demo clean browser
 
 # (Re)create the virtual environment when pyproject.toml or the constraints change.
 $(STAMP): pyproject.toml constraints-dev.txt
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml constraints-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian's chromium for the browser test of the web UI (Playwright drives it; never `playwright install`).
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check clipzero tests benchmarks

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, _cli_finetune, _cli_index, _cli_rerank, _cli_tag
+from . import __version__, _cli_finetune, _cli_index, _cli_rerank, _cli_serve, _cli_tag
 from .errors import ClipzeroError
 
 __all__ = ["main"]
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_tag.add_parser(commands, _add_model_options)
     _cli_index.add_parsers(commands, _add_model_options)
     _cli_finetune.add_parsers(commands, _add_model_options)
+    _cli_serve.add_parser(commands, _add_model_options)
 
     prompts = commands.add_parser("prompts", help="list or show prompt template sets")
     prompt_commands = prompts.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
@@ -321,6 +322,7 @@ _COMMANDS = {
     **_cli_index.handlers,
     "eval": _cli_finetune.cmd_eval,
     "finetune": _cli_finetune.cmd_finetune,
+    "serve": _cli_serve.cmd_serve,
 }
 
 

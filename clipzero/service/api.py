@@ -1,0 +1,323 @@
+"""The JSON HTTP API (FastAPI): /v1/classify, /v1/search, /v1/embed, /v1/models, /healthz.
+
+Errors are JSON, ``{"error": {"type": ..., "message": ...}}``, with the status that says whose fault it is: 400
+an unreadable image, 401 a missing or wrong API key, 404 a feature this server runs without (no store, no LLM),
+413 an upload over the size limit, 422 invalid labels or fields. Nothing a client sends should give a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import ClipzeroError, ImageError, LabelError, StoreError, TemplateError
+from .core import NotAvailable, PayloadTooLarge, Service, Unauthorized, decode_base64, split_labels
+
+__all__ = ["create_api"]
+
+_STATUS = [
+    (PayloadTooLarge, 413),
+    (Unauthorized, 401),
+    (NotAvailable, 404),
+    (ImageError, 400),
+    (LabelError, 422),
+    (TemplateError, 422),
+    (StoreError, 409),
+]
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+
+class ClassifyJSON(BaseModel):
+    """Classify base64 images (plain or data URLs) against labels."""
+
+    model_config = ConfigDict(extra="forbid")
+    images: list[str] = Field(min_length=1, description="base64-encoded image files (or data: URLs)")
+    labels: list[str] | str = Field(description="labels as a list, or one string separated by commas or newlines")
+    names: list[str] | None = Field(default=None, description="a name per image, used in results and errors")
+    templates: str | None = Field(default=None, description="template set name (default ensemble-en)")
+    top_k: int = Field(default=5, ge=1, le=100)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    rerank: bool = Field(default=False, description="re-rank with the server's LLM, when it has one")
+
+
+class EmbedJSON(BaseModel):
+    """Texts or base64 images to embed (one of the two)."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: list[str] | None = None
+    images: list[str] | None = None
+
+
+class SearchJSON(BaseModel):
+    """A text or a base64 image to search the server's store with."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    image: str | None = None
+    top_k: int = Field(default=10, ge=1, le=1000)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("text must not be blank")
+        return value
+
+
+class Prediction(BaseModel):
+    label: str
+    score: float
+    similarity: float
+
+
+class ClassifyResult(BaseModel):
+    image: str
+    label: str | None = None
+    predictions: list[Prediction] = []
+    error: str | None = None
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    results: list[ClassifyResult]
+
+
+def _multipart_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["images", "labels"],
+        "properties": {
+            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "labels": {"type": "string", "description": "labels separated by commas or newlines"},
+            "templates": {"type": "string"},
+            "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    }
+
+
+def create_api(service: Service) -> FastAPI:
+    """The FastAPI app for a running service (the web UI is mounted on it separately)."""
+    settings = service.settings
+    app = FastAPI(
+        title="clipzero",
+        version=__version__,
+        description="Zero-shot image classification with open CLIP models: label images with free-text labels.",
+    )
+    app.state.service = service
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        if request.url.path.startswith("/v1/"):
+            key = settings.api_key
+            if key:
+                given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix(
+                    "Bearer "
+                )
+                if not hmac.compare_digest(given.encode(), key.encode()):
+                    return _error(401, "Unauthorized", "missing or wrong API key (X-API-Key or Authorization: Bearer)")
+            length = request.headers.get("content-length")
+            if length and length.isdigit() and int(length) > settings.max_upload_bytes:
+                limit = settings.max_upload_bytes
+                message = f"request of {int(length):,} bytes is over this server's limit of {limit:,}"
+                return _error(413, "PayloadTooLarge", message)
+        return await call_next(request)
+
+    @app.exception_handler(ClipzeroError)
+    async def clipzero_error(request: Request, exc: ClipzeroError) -> JSONResponse:
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 422)
+        return _error(status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "ValidationError", _describe_validation(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "HTTPError", str(exc.detail))
+
+    async def read_body(request: Request) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_upload_bytes:
+                raise PayloadTooLarge(f"upload over this server's limit of {settings.max_upload_bytes:,} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def json_body(request: Request, model: type[BaseModel]) -> Any:
+        body = await read_body(request)
+        try:
+            return model.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            raise LabelError(_describe_validation(exc.errors())) from exc
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, Any]:
+        """Liveness: the model is loaded and the batcher runs."""
+        return {"status": "ok", "model": service.encoder.id, "version": __version__}
+
+    @app.get("/v1/models", tags=["service"])
+    def models() -> dict[str, Any]:
+        """The model this server runs, its precision and device, and what else it offers."""
+        encoder = service.encoder
+        return {
+            "model": encoder.id,
+            "spec": encoder.spec,
+            "precision": encoder.precision,
+            "device": str(encoder.device),
+            "embed_dim": encoder.embed_dim,
+            "store": str(settings.store) if settings.store else None,
+            "rerank": service.reranker_client is not None,
+            "batching": {
+                "max_batch": service.batcher.max_batch,
+                "batches": service.batcher.stats.batches,
+                "images": service.batcher.stats.images,
+                "mean_batch": round(service.batcher.stats.mean_batch, 2),
+            },
+            "limits": {
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_images": settings.max_images,
+                "max_labels": settings.max_labels,
+                "max_pixels": settings.max_pixels,
+            },
+        }
+
+    @app.post(
+        "/v1/classify",
+        tags=["classify"],
+        response_model=ClassifyResponse,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": ClassifyJSON.model_json_schema(ref_template="#/components/schemas/{model}")
+                    },
+                    "multipart/form-data": {"schema": _multipart_schema()},
+                },
+            }
+        },
+    )
+    async def classify(request: Request) -> Any:
+        """Label images: multipart (image files plus ``labels``) or JSON (base64 images)."""
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            images, fields = await _read_multipart(request, settings.max_upload_bytes)
+            try:
+                top_k = int(fields.get("top_k") or 5)
+                threshold = float(fields["threshold"]) if fields.get("threshold") not in (None, "") else None
+            except ValueError as exc:
+                raise LabelError(f"top_k and threshold must be numbers: {exc}") from exc
+            if not 1 <= top_k <= 100 or (threshold is not None and not 0.0 <= threshold <= 1.0):
+                raise LabelError("top_k must be 1 to 100 and threshold 0 to 1")
+            labels = split_labels(fields.get("labels"))
+            templates, rerank = fields.get("templates") or None, fields.get("rerank") in ("1", "true", "on")
+        else:
+            body = await json_body(request, ClassifyJSON)
+            names = body.names or [f"image-{i}" for i in range(len(body.images))]
+            if len(names) != len(body.images):
+                raise LabelError(f"{len(names)} names for {len(body.images)} images")
+            images = [(name, decode_base64(data, name)) for name, data in zip(names, body.images)]
+            labels, templates, top_k, threshold, rerank = (
+                split_labels(body.labels), body.templates, body.top_k, body.threshold, body.rerank,
+            )  # fmt: skip
+        results = await run_in_threadpool(
+            service.classify, images, labels, templates=templates, top_k=top_k, threshold=threshold, rerank=rerank
+        )
+        return {"model": service.encoder.id, "results": results}
+
+    @app.post(
+        "/v1/embed",
+        tags=["embed"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": EmbedJSON.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+    )
+    async def embed(request: Request) -> dict[str, Any]:
+        """L2-normalised embeddings of texts or base64 images (float32, as lists)."""
+        body = await json_body(request, EmbedJSON)
+        if (body.texts is None) == (body.images is None):
+            raise LabelError("give exactly one of 'texts' or 'images'")
+        if body.texts is not None:
+            vectors = await run_in_threadpool(service.embed_texts, body.texts)
+        else:
+            images = [(f"image-{i}", decode_base64(data, f"image-{i}")) for i, data in enumerate(body.images or [])]
+            vectors = await run_in_threadpool(service.embed_images, images)
+        return {"model": service.encoder.id, "dim": int(vectors.shape[1]), "vectors": vectors.round(6).tolist()}
+
+    @app.post(
+        "/v1/search",
+        tags=["search"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": SearchJSON.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+    )
+    async def search(request: Request) -> dict[str, Any]:
+        """The store's nearest images to a text or an image."""
+        body = await json_body(request, SearchJSON)
+        if (body.text is None) == (body.image is None):
+            raise LabelError("give exactly one of 'text' or 'image'")
+        query: Any = body.text
+        if body.image is not None:
+            query = await run_in_threadpool(
+                service.image_vector, decode_base64(body.image, "query image"), "query image"
+            )
+        hits = await run_in_threadpool(service.search, query, body.top_k)
+        return {"model": service.encoder.id, "results": hits}
+
+    return app
+
+
+async def _read_multipart(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    from starlette.datastructures import UploadFile
+
+    try:
+        form = await request.form(max_files=1000, max_fields=1000, max_part_size=limit)
+    except Exception as exc:  # malformed multipart, a part over the limit
+        raise LabelError(f"could not read the multipart form: {exc}") from exc
+    images: list[tuple[str, bytes]] = []
+    fields: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if key in ("images", "image", "file", "files"):
+                images.append((value.filename or f"image-{len(images)}", await value.read()))
+        elif key == "labels" and key in fields:
+            fields[key] += "\n" + value  # repeated labels fields
+        else:
+            fields[key] = value
+    return images, fields
+
+
+def _describe_validation(errors: Any) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or json.dumps(errors)[:200]

@@ -1,0 +1,201 @@
+"""The service end to end: a real `clipzero serve` process on 127.0.0.1, called over HTTP, through gradio_client,
+from a headless Chromium, by an OpenAPI fuzzer, and by 20 concurrent clients."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+LABELS = "red circle, blue star, green cross, yellow heart, purple triangle"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(*extra: str, home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "CLIPZERO_HOME": str(home)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clipzero", "serve", "--port", str(port), "--model", "clipzero-shapes", *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("server did not start within 120 s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process, url = start_server("--max-upload-mb", "1", "--max-labels", "50", home=tmp_path_factory.mktemp("home"))
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+# -- the HTTP API -----------------------------------------------------------------------------------------------
+def test_classify_multipart_and_json(server: str) -> None:
+    files = [
+        ("images", (p.name, p.read_bytes(), "image/png"))
+        for p in (EXAMPLES / "blue-star.png", EXAMPLES / "red-circle.png")
+    ]
+    response = httpx.post(
+        f"{server}/v1/classify", files=files, data={"labels": LABELS, "templates": "photo", "top_k": "2"}
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [(r["image"], r["label"]) for r in results] == [
+        ("blue-star.png", "blue star"),
+        ("red-circle.png", "red circle"),
+    ]
+    assert len(results[0]["predictions"]) == 2
+    body = {"images": [b64(EXAMPLES / "green-cross.png")], "labels": LABELS, "names": ["g"], "templates": "photo"}
+    response = httpx.post(f"{server}/v1/classify", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0] == {**response.json()["results"][0], "image": "g", "label": "green cross"}
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "words"),
+    [
+        ({"json": {"images": ["bm90IGFuIGltYWdl"], "labels": ["a", "b"]}}, 400, "image-0: not an image"),
+        ({"json": {"images": ["%%%"], "labels": ["a"]}}, 400, "not valid base64"),
+        ({"files": [("images", ("big.png", b"x" * 1_100_000, "image/png"))], "data": {"labels": "a"}}, 413, "limit"),
+        ({"json": {"images": ["aGk="], "labels": []}}, 422, "no labels"),
+        ({"json": {"images": ["aGk="], "labels": [f"l{i}" for i in range(51)]}}, 422, "over this server's limit of 50"),
+        ({"json": {"images": ["aGk="], "labels": ["a"], "top_k": 0}}, 422, "top_k"),
+        ({"json": {"images": ["aGk="], "labels": ["a"], "colour": 1}}, 422, "colour"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "json"),
+        ({"files": [("images", ("a.png", b"", "image/png"))], "data": {"labels": "a, b"}}, 400, "empty file"),
+    ],
+    ids=["not-an-image", "bad-base64", "too-large", "no-labels", "too-many-labels", "bad-top-k", "unknown-field",
+         "malformed-json", "empty-file"],
+)  # fmt: skip
+def test_errors_are_json_with_the_right_status(server: str, request_kwargs: dict, status: int, words: str) -> None:
+    response = httpx.post(f"{server}/v1/classify", **request_kwargs)
+    assert response.status_code == status, response.text
+    assert words.lower() in response.json()["error"]["message"].lower()
+
+
+def test_embed_models_search_and_openapi(server: str) -> None:
+    texts = httpx.post(f"{server}/v1/embed", json={"texts": ["a photo of a blue star.", "a red circle"]}).json()
+    images = httpx.post(f"{server}/v1/embed", json={"images": [b64(EXAMPLES / "blue-star.png")]}).json()
+    assert texts["dim"] == images["dim"] == len(images["vectors"][0])
+    similarity = [sum(a * b for a, b in zip(images["vectors"][0], t)) for t in texts["vectors"]]
+    assert similarity[0] > similarity[1]
+    assert httpx.post(f"{server}/v1/embed", json={}).status_code == 422
+    search = httpx.post(f"{server}/v1/search", json={"text": "blue star"})
+    assert search.status_code == 404 and "no embedding store" in search.json()["error"]["message"]
+    models = httpx.get(f"{server}/v1/models").json()
+    assert models["model"].startswith("clipzero-shapes@") and models["limits"]["max_labels"] == 50
+    spec = httpx.get(f"{server}/openapi.json").json()
+    assert {"/v1/classify", "/v1/search", "/v1/embed", "/v1/models", "/healthz"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/v1/classify"]["post"]["requestBody"]["content"]
+
+
+def test_concurrent_clients_are_batched_together(server: str) -> None:
+    before = httpx.get(f"{server}/v1/models").json()["batching"]
+    image = b64(EXAMPLES / "yellow-heart.png")
+
+    def client(_: int) -> list[int]:
+        with httpx.Client(timeout=60) as session:
+            return [
+                session.post(
+                    f"{server}/v1/classify", json={"images": [image], "labels": LABELS, "templates": "photo"}
+                ).status_code
+                for _ in range(4)
+            ]
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = [s for batch in pool.map(client, range(20)) for s in batch]
+    assert statuses == [200] * 80
+    after = httpx.get(f"{server}/v1/models").json()["batching"]
+    images, batches = after["images"] - before["images"], after["batches"] - before["batches"]
+    assert images == 80 and batches < images  # requests that arrived together shared forward passes
+
+
+def test_api_key_is_required_when_set(tmp_path: Path) -> None:
+    process, url = start_server("--api-key", "s3cret", "--no-ui", home=tmp_path)
+    try:
+        body = {"texts": ["x"]}
+        assert httpx.post(f"{url}/v1/embed", json=body).status_code == 401
+        assert httpx.post(f"{url}/v1/embed", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert httpx.post(f"{url}/v1/embed", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.get(f"{url}/healthz").status_code == 200  # liveness stays open
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# -- the web UI -------------------------------------------------------------------------------------------------
+def test_gradio_client_calls_the_ui(server: str) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    bars, table, _ = client.predict(
+        [handle_file(str(EXAMPLES / "purple-triangle.png"))], LABELS, "photo", 3, 0, False, api_name="/classify"
+    )
+    assert bars["label"] == "purple triangle"
+    assert table["data"][0][:2] == ["purple-triangle.png", "purple triangle"]
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium package is not installed (make test installs it)")
+def test_browser_uploads_an_example_and_sees_the_label(server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(server, wait_until="networkidle")
+        page.locator("#classify-files input[type=file]").set_input_files(str(EXAMPLES / "orange-square.png"))
+        expect(page.locator("#classify-files")).to_contain_text("orange-square", timeout=30_000)  # uploaded
+        page.locator("#classify-labels textarea").fill(LABELS + ", orange square")  # under this server's limit
+        page.locator("#classify-button").click()
+        expect(page.locator("#classify-result")).to_contain_text("orange square", timeout=60_000)
+        browser.close()
+
+
+@pytest.mark.slow
+def test_openapi_fuzzing_finds_no_server_errors(server: str) -> None:
+    st = Path(sys.executable).with_name("st")
+    result = subprocess.run(
+        [str(st), "run", f"{server}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "25",
+         "--seed", "1", "--request-timeout", "30", "--phases", "examples,coverage,fuzzing"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
