@@ -8,12 +8,13 @@ Writes an open_clip model directory (``open_clip_config.json``, ``open_clip_mode
 ``training.json`` (the recipe, loss curve and timing). Reproducible from the seed: the data stream, the
 initialisation and the schedule all derive from it. Held-out colour x shape combinations never appear.
 
-The bundled weights came from three stages (see the model card in the README)::
+The bundled weights came from four stages (see the model card in the README)::
 
     python -m clipzero.synthetic.pretrain --out s1 --steps 2400 --warmup 150 --hard-fraction 0
     python -m clipzero.synthetic.pretrain --init s1 --out s2 --steps 1500 --warmup 50 --lr 4e-4 --seed 1
     python -m clipzero.synthetic.pretrain --init s2 --out s3 --steps 1000 --warmup 30 --lr 3e-4 --seed 2 \
         --hard-fraction 0.7
+    python -m clipzero.synthetic.pretrain --init s3 --out s4 --steps 1500 --warmup 50 --lr 2e-4 --seed 3
 """
 
 from __future__ import annotations
