@@ -337,6 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        # OpenMP threads that spin between parallel regions rather than sleep keep the encoder's threads ready
+        # between layers and batches: about 10% more images/s in batch tagging on 2 cores. They also spin while
+        # idle, so a long-running server does without. Set before torch starts (nothing above imports it); a
+        # value the user set wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs progress notes at warning level
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
