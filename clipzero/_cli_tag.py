@@ -45,6 +45,18 @@ def add_parser(commands: Any, add_model_options: Any) -> None:
     tag.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
     tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     tag.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    add_engine_options(tag)
+
+
+def add_engine_options(parser: Any) -> None:
+    group = parser.add_argument_group("engine")
+    group.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local (threads and one model here; default) or ray (Ray Data: decode tasks and an "
+                       "encoder actor pool, local or on a cluster)")  # fmt: skip
+    group.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default $RAY_ADDRESS, else local)")
+    group.add_argument("--ray-actors", type=int, metavar="N", help="encoder actors (default: GPUs, else CPUs / 2)")
+    group.add_argument("--shard-rows", type=int, default=1000, metavar="N",
+                       help="ray: rows per embedding shard and per durable write (default 1000)")  # fmt: skip
 
 
 def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
@@ -69,6 +81,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     summary = TagSummary(skipped=len(paths) - len(todo))
     device = args.device or settings.device
     precision = args.precision or default_precision(resolve_device(device))
+    if args.engine == "ray":
+        return _tag_on_ray(args, todo, writer, summary, precision, settings, out)
     store = None
     if args.store is not None:
         from .store import open_store
@@ -121,3 +135,83 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
         f"{summary.images_per_second:.1f} images/s, precision {summary.precision}\n"
     )
     return 0
+
+
+def _tag_on_ray(
+    args: argparse.Namespace, todo: list[str], writer: Any, summary: Any, precision: str, settings: Any, out: TextIO
+) -> int:
+    """`clipzero tag --engine ray`: the same rows, error report and resume as the local engine, plus embedding
+    shards in ``<out>.embeddings/`` for building a sharded index."""
+    import time
+
+    from .errors import ConfigError
+    from .ray_engine import RayOptions, ShardWriter, ray_embed
+    from .tagging import TagFailure
+    from .zeroshot import Prediction, clean_labels, read_labels
+
+    if args.head or args.rerank or args.store:
+        raise ConfigError("--engine ray tags with --labels or --labels-file only (no --head, --rerank or --store)")
+    if not args.labels and not args.labels_file:
+        raise ConfigError("give the labels: --labels L [L ...] or --labels-file F")
+    labels = clean_labels(read_labels(args.labels_file) if args.labels_file else args.labels)
+    classify = {"labels": labels, "templates": args.templates or settings.templates, "top_k": args.top_k,
+                "threshold": args.threshold}  # fmt: skip
+    shards = ShardWriter(Path(str(args.out) + ".embeddings"), rows_per_shard=args.shard_rows)
+    started = time.perf_counter()
+    pending: list[dict[str, Any]] = []
+    summary.precision = precision
+
+    def flush() -> None:
+        for row in pending:  # shards first: a kill in between repeats rows in a shard rather than losing vectors
+            if not row["error"]:
+                shards.add(row["path"], row["sha256"], row["vector"])
+        shards.flush()
+        for row in pending:
+            if row["error"]:
+                writer.write_error(TagFailure(row["path"], row["error"]).to_dict())
+                summary.failed += 1
+            else:
+                prediction = row["prediction"]
+                scores = [_score(p) for p in prediction["predictions"]]
+                result = Prediction(prediction["image"], prediction["label"], scores)
+                writer.write({"image": row["path"], "sha256": row["sha256"], **_rows(result)})
+                summary.tagged += 1
+        writer.flush()
+        pending.clear()
+
+    spec = args.model or settings.model
+    options = RayOptions(address=args.ray_address, actors=args.ray_actors, batch_size=args.batch_size)
+    completed = False
+    try:
+        for row in ray_embed(todo, spec=spec, precision=precision, adapter=args.adapter, classify=classify,
+                             options=options):  # fmt: skip
+            pending.append(row)
+            summary.encoded += 0 if row["error"] else 1
+            if len(pending) >= shards.rows_per_shard:
+                flush()
+        flush()
+        completed = True
+    finally:
+        writer.close(completed=completed)
+    summary.elapsed = time.perf_counter() - started
+    report = {**summary.to_dict(), "out": str(args.out), "errors": str(writer.errors_path), "engine": "ray"}
+    if args.json:
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    sys.stderr.write(
+        f"clipzero: tagged {summary.tagged}, skipped {summary.skipped} (already in {args.out}), failed "
+        f"{summary.failed}; {summary.elapsed:.1f} s, {summary.images_per_second:.1f} images/s on Ray, precision "
+        f"{precision}; embeddings in {shards.folder}\n"
+    )
+    return 0
+
+
+def _score(item: dict[str, Any]) -> Any:
+    from .zeroshot import LabelScore
+
+    return LabelScore(item["label"], item["score"], item["similarity"])
+
+
+def _rows(prediction: Any) -> dict[str, Any]:
+    row = prediction.to_dict()
+    return {"label": row["label"], "predictions": row["predictions"]}
