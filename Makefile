@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/store_search.py
 	$(BIN)/python benchmarks/classify_cache.py
 	$(BIN)/python benchmarks/adaptation.py
+	$(BIN)/python benchmarks/service_load.py
+	$(BIN)/python benchmarks/ray_overhead.py
 
 # The offline quickstart: the bundled model labels the example images, in English and in Chinese.
 demo: $(STAMP)

@@ -36,7 +36,8 @@ class RayOptions:
         address: a cluster address (``ray://host:10001``, ``auto``); None: RAY_ADDRESS, else a local cluster.
         actors: encoder actors (default: one per GPU, else half the CPUs, at least 1).
         batch_size: images per decode task batch and per encoder call.
-        cpus_per_actor: CPUs each encoder actor reserves (its torch threads).
+        cpus_per_actor: CPUs each encoder actor reserves (its torch threads). Giving an actor all of a node's
+            CPUs leaves none for the decode tasks, and the pipeline stalls: keep it below the CPUs per node.
     """
 
     address: str | None = None
