@@ -25,42 +25,41 @@ def _check_model(kind: str, path: object, trained_on: str, encoder: Encoder) -> 
         raise AdapterError(f"{kind} {path} was trained on embeddings of {trained_on!r}, not of {encoder.id!r}")
 
 
-class HeadClassifier(ZeroShotClassifier):
-    """A linear probe's predictions; ``similarity`` in results is the head's logit."""
+class _TrainedClassifier(ZeroShotClassifier):
+    """A classifier whose labels and weights come from a trained file rather than from prompts."""
 
-    def __init__(self, encoder: Encoder, head: LinearHead, source: object = "head") -> None:
-        _check_model("linear head", source, head.model_id, encoder)
+    def __init__(self, encoder: Encoder, kind: str, source: object, model_id: str, classes: list[str],
+                 weights: np.ndarray) -> None:  # fmt: skip
+        _check_model(kind, source, model_id, encoder)
         self.encoder = encoder
-        self.head = head
-        self.labels = list(head.classes)
+        self.labels = list(classes)
         self.templates = None  # type: ignore[assignment]
         self.label_cache = None
-        self.weights = head.weight
+        self.weights = weights
 
     @property
     def uses_sigmoid(self) -> bool:
         return False
+
+
+class HeadClassifier(_TrainedClassifier):
+    """A linear probe's predictions; ``similarity`` in results is the head's logit."""
+
+    def __init__(self, encoder: Encoder, head: LinearHead, source: object = "head") -> None:
+        super().__init__(encoder, "linear head", source, head.model_id, head.classes, head.weight)
+        self.head = head
 
     def logits(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits = self.head.logits(embeddings)
         return logits, logits.astype(np.float32)
 
 
-class CacheClassifier(ZeroShotClassifier):
+class CacheClassifier(_TrainedClassifier):
     """Zero-shot plus the votes of the nearest labelled examples (see :mod:`clipzero.finetune.cache_adapter`)."""
 
     def __init__(self, encoder: Encoder, adapter: CacheAdapter, source: object = "cache adapter") -> None:
-        _check_model("cache adapter", source, adapter.model_id, encoder)
-        self.encoder = encoder
+        super().__init__(encoder, "cache adapter", source, adapter.model_id, adapter.classes, adapter.text_weights)
         self.adapter = adapter
-        self.labels = list(adapter.classes)
-        self.templates = None  # type: ignore[assignment]
-        self.label_cache = None
-        self.weights = adapter.text_weights
-
-    @property
-    def uses_sigmoid(self) -> bool:
-        return False
 
     def logits(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         similarities = np.asarray(embeddings, np.float32) @ self.weights.T

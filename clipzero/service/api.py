@@ -108,6 +108,16 @@ def _multipart_schema() -> dict[str, Any]:
     }
 
 
+def _json_request(model: type[BaseModel], multipart: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI request body of an endpoint that reads its body itself (so that it can enforce size limits)."""
+    content: dict[str, Any] = {
+        "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
+    }
+    if multipart is not None:
+        content["multipart/form-data"] = {"schema": multipart}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def create_api(service: Service) -> FastAPI:
     """The FastAPI app for a running service (the web UI is mounted on it separately)."""
     settings = service.settings
@@ -199,17 +209,7 @@ def create_api(service: Service) -> FastAPI:
         "/v1/classify",
         tags=["classify"],
         response_model=ClassifyResponse,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": ClassifyJSON.model_json_schema(ref_template="#/components/schemas/{model}")
-                    },
-                    "multipart/form-data": {"schema": _multipart_schema()},
-                },
-            }
-        },
+        openapi_extra=_json_request(ClassifyJSON, multipart=_multipart_schema()),
     )
     async def classify(request: Request) -> Any:
         """Label images: multipart (image files plus ``labels``) or JSON (base64 images)."""
@@ -242,16 +242,7 @@ def create_api(service: Service) -> FastAPI:
     @app.post(
         "/v1/embed",
         tags=["embed"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": EmbedJSON.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
-        },
+        openapi_extra=_json_request(EmbedJSON),
     )
     async def embed(request: Request) -> dict[str, Any]:
         """L2-normalised embeddings of texts or base64 images (float32, as lists)."""
@@ -268,16 +259,7 @@ def create_api(service: Service) -> FastAPI:
     @app.post(
         "/v1/search",
         tags=["search"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": SearchJSON.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
-        },
+        openapi_extra=_json_request(SearchJSON),
     )
     async def search(request: Request) -> dict[str, Any]:
         """The store's nearest images to a text or an image."""

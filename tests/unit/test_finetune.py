@@ -10,18 +10,10 @@ import pytest
 
 from clipzero.errors import AdapterError, DatasetError
 from clipzero.finetune.data import Example, LabeledSet, evaluation_splits, few_shot, load_labeled, readable_class_name
+from clipzero.synthetic.examples import EXAMPLES
 from tests.conftest import write_pictures
 
-COMBOS = [
-    ("red", "circle"),
-    ("blue", "star"),
-    ("green", "cross"),
-    ("yellow", "heart"),
-    ("purple", "triangle"),
-    ("pink", "diamond"),
-    ("orange", "square"),
-    ("black", "hexagon"),
-]
+COMBOS = EXAMPLES  # 8 colour x shape classes, one per shape
 
 
 @pytest.fixture(scope="module")
@@ -148,16 +140,23 @@ def test_metrics_on_a_hand_made_case() -> None:
 
 
 # -- linear probe and cache adapter -----------------------------------------------------------------------------
-def test_probe_learns_and_round_trips(task: Path, shapes: object, tmp_path: Path) -> None:
-    from clipzero.finetune.heads import load_head
-    from clipzero.finetune.linear_probe import LinearHead
-    from clipzero.finetune.run import embed_examples, fit_probe
+@pytest.fixture(scope="module")
+def embedded(task: Path, shapes: object) -> tuple[LabeledSet, object, object, object]:
+    """The task, and its shots (8 per class), selection and test images embedded by the bundled model."""
+    from clipzero.finetune.run import embed_examples
 
     data = load_labeled(task)
     splits = evaluation_splits(data, shots=8, seed=0)
-    train = embed_examples(shapes, splits.shots)  # type: ignore[arg-type]
-    select = embed_examples(shapes, splits.select)  # type: ignore[arg-type]
-    test = embed_examples(shapes, splits.test)  # type: ignore[arg-type]
+    train, select, test = (embed_examples(shapes, s) for s in (splits.shots, splits.select, splits.test))  # type: ignore[arg-type]
+    return data, train, select, test
+
+
+def test_probe_learns_and_round_trips(embedded: tuple, shapes: object, tmp_path: Path) -> None:
+    from clipzero.finetune.heads import load_head
+    from clipzero.finetune.linear_probe import LinearHead
+    from clipzero.finetune.run import fit_probe
+
+    data, train, select, test = embedded
     head = fit_probe(shapes, train, data.classes, select=select, templates="photo")  # type: ignore[arg-type]
     assert head.info["penalty"] in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     head_accuracy = float((head.predict(test.vectors) == test.labels).mean())
@@ -189,15 +188,11 @@ def test_head_for_another_model_is_refused(tmp_path: Path, shapes: object, tiny_
         load_head(tmp_path / "junk.safetensors", shapes)  # type: ignore[arg-type]
 
 
-def test_cache_adapter_beats_zero_shot_and_round_trips(task: Path, shapes: object, tmp_path: Path) -> None:
+def test_cache_adapter_beats_zero_shot_and_round_trips(embedded: tuple, shapes: object, tmp_path: Path) -> None:
     from clipzero.finetune.cache_adapter import CacheAdapter
-    from clipzero.finetune.run import embed_examples, fit_cache
+    from clipzero.finetune.run import fit_cache
 
-    data = load_labeled(task)
-    splits = evaluation_splits(data, shots=8, seed=0)
-    train = embed_examples(shapes, splits.shots)  # type: ignore[arg-type]
-    select = embed_examples(shapes, splits.select)  # type: ignore[arg-type]
-    test = embed_examples(shapes, splits.test)  # type: ignore[arg-type]
+    data, train, select, test = embedded
     adapter = fit_cache(shapes, train, data.classes, select=select, templates="photo")  # type: ignore[arg-type]
     cached = float((adapter.logits(test.vectors).argmax(1) == test.labels).mean())
     plain = float((adapter.zero_shot_logits(test.vectors).argmax(1) == test.labels).mean())
