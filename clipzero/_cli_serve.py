@@ -21,6 +21,8 @@ def add_parser(commands: Any, add_model_options: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     add_model_options(serve)
+    serve.add_argument("--head", metavar="PATH", help="a trained head (clipzero finetune probe|cache): requests "
+                       "without labels are classified with it")  # fmt: skip
     serve.add_argument("--store", "-s", type=Path, metavar="DIR", help="embedding store for search (its model)")
     serve.add_argument("--templates", "-t", metavar="NAME", default="ensemble-en", help="default template set")
     serve.add_argument("--api-key", metavar="KEY", help="require this key on /v1 (default $CLIPZERO_API_KEY)")
@@ -45,6 +47,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         precision=args.precision,
         device=args.device or "auto",
         adapter=args.adapter,
+        head=args.head,
         store=args.store,
         api_key=configured_api_key(args.api_key),
         max_upload_mb=args.max_upload_mb,

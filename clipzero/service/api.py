@@ -44,7 +44,10 @@ class ClassifyJSON(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     images: list[str] = Field(min_length=1, description="base64-encoded image files (or data: URLs)")
-    labels: list[str] | str = Field(description="labels as a list, or one string separated by commas or newlines")
+    labels: list[str] | str = Field(
+        default=[],
+        description="labels as a list, or one string separated by commas or newlines; none: the server's --head",
+    )
     names: list[str] | None = Field(default=None, description="a name per image, used in results and errors")
     templates: str | None = Field(default=None, description="template set name (default ensemble-en)")
     top_k: int = Field(default=5, ge=1, le=100)
@@ -97,7 +100,7 @@ class ClassifyResponse(BaseModel):
 def _multipart_schema() -> dict[str, Any]:
     return {
         "type": "object",
-        "required": ["images", "labels"],
+        "required": ["images"],
         "properties": {
             "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
             "labels": {"type": "string", "description": "labels separated by commas or newlines"},
@@ -190,6 +193,7 @@ def create_api(service: Service) -> FastAPI:
             "device": str(encoder.device),
             "embed_dim": encoder.embed_dim,
             "store": str(settings.store) if settings.store else None,
+            "head": {"path": settings.head, "classes": service.head.labels} if service.head is not None else None,
             "rerank": service.reranker_client is not None,
             "batching": {
                 "max_batch": service.batcher.max_batch,

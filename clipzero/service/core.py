@@ -38,6 +38,7 @@ class ServiceSettings:
     precision: str | None = None
     device: str = "auto"
     adapter: str | None = None
+    head: str | None = None  # a trained head (linear probe file or cache adapter folder), used when no labels are sent
     store: Path | None = None
     api_key: str | None = None
     max_upload_mb: float = 32.0  # per request
@@ -101,6 +102,11 @@ class Service:
             max_batch=settings.max_batch if settings.micro_batching else 1,
             max_wait_ms=settings.batch_wait_ms,
         )
+        self.head = None
+        if settings.head:
+            from ..finetune.heads import load_head
+
+            self.head = load_head(settings.head, self.encoder)
         self._classifiers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()  # text encoding and the classifier table
         self.reranker_client = None
@@ -114,6 +120,8 @@ class Service:
         """A classifier for a label set, kept for reuse (label embeddings are also in the shared label cache)."""
         from ..zeroshot import ZeroShotClassifier
 
+        if not labels and self.head is not None:
+            return self.head  # the server's trained head, with its own classes
         if not labels:
             raise LabelError("no labels given")
         if len(labels) > self.settings.max_labels:

@@ -98,3 +98,26 @@ def test_lora_adapter_with_classify(task: Path, tmp_path: Path) -> None:
     )
     assert classified.returncode == 0, classified.stderr
     assert json.loads(classified.stdout)[0]["label"] in labels
+
+
+def test_serve_classifies_with_its_head_when_no_labels_are_sent(task: Path, tmp_path: Path) -> None:
+    import httpx
+
+    from tests.integration.test_service import start_server
+
+    head = tmp_path / "head.safetensors"
+    assert run("finetune", "probe", str(task), "--model", "clipzero-shapes", "--out", str(head)).returncode == 0
+    process, url = start_server("--head", str(head), "--no-ui", home=tmp_path / "home")
+    try:
+        images = sorted((task / "test" / "blue_star").iterdir())[:3]
+        files = [("images", (p.name, p.read_bytes(), "image/png")) for p in images]
+        response = httpx.post(f"{url}/v1/classify", files=files, timeout=60)
+        assert response.status_code == 200, response.text
+        labels = [r["label"] for r in response.json()["results"]]
+        assert labels.count("blue star") >= 2  # the head was trained on this outline style
+        with_labels = httpx.post(f"{url}/v1/classify", files=files, data={"labels": "dog, cat"}, timeout=60).json()
+        assert {r["label"] for r in with_labels["results"]} <= {"dog", "cat"}  # labels sent: zero-shot as usual
+        assert httpx.get(f"{url}/v1/models").json()["head"]["classes"] == sorted(f"{c} {s}" for c, s in COMBOS)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
