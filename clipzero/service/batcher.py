@@ -1,9 +1,10 @@
 """Dynamic micro-batching: requests that arrive together are encoded together.
 
-Request handlers submit preprocessed image tensors and get a future. One encoder thread takes the first waiting
-item, then gathers more for up to ``max_wait_ms`` or until ``max_batch`` images, encodes them in one forward pass
-and resolves every future. Under concurrency, throughput approaches batch throughput; a lone request waits at
-most ``max_wait_ms`` extra. With ``max_batch=1`` it is plain one-at-a-time encoding (the benchmark's baseline).
+Request handlers announce their images when they arrive (:meth:`MicroBatcher.expect`, before decoding them), then
+submit the preprocessed tensors and get futures. One encoder thread takes the first waiting image and gathers more
+for up to ``max_wait_ms`` or until ``max_batch``, but only while announced images are still on their way: a lone
+request is encoded at once instead of waiting out the window. Under concurrency, throughput approaches batch
+throughput. With ``max_batch=1`` it is plain one-at-a-time encoding (the benchmark's baseline).
 """
 
 from __future__ import annotations
@@ -44,9 +45,16 @@ class MicroBatcher:
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.stats = BatchStats()
+        self._expected = 0  # images announced and not yet encoded
+        self._expected_lock = threading.Lock()
         self._queue: queue.Queue[tuple[Any, Future[np.ndarray]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="clipzero-batcher", daemon=True)
         self._thread.start()
+
+    def expect(self, count: int) -> None:
+        """Announce ``count`` images that will be submitted soon (or withdraw them with a negative count)."""
+        with self._expected_lock:
+            self._expected = max(0, self._expected + count)
 
     def submit(self, pixels: Any) -> Future[np.ndarray]:
         """Queue one preprocessed image (3, H, W); the future gives its L2-normalised embedding."""
@@ -69,6 +77,8 @@ class MicroBatcher:
             batch = [first]
             deadline = time.perf_counter() + self.max_wait
             while len(batch) < self.max_batch:
+                if self._queue.empty() and self._expected <= len(batch):
+                    break  # nothing else announced: do not wait for images nobody is sending
                 remaining = deadline - time.perf_counter()
                 try:
                     item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -81,11 +91,13 @@ class MicroBatcher:
             try:
                 vectors = self.encoder.encode_pixels(torch.stack([pixels for pixels, _ in batch]))
             except Exception as exc:  # resolve every waiter, never kill the thread
+                self.expect(-len(batch))
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
             self.stats.batches += 1
             self.stats.images += len(batch)
+            self.expect(-len(batch))
             for (_, future), vector in zip(batch, vectors):
                 future.set_result(vector)
 

@@ -161,7 +161,12 @@ class Service:
     # -- operations ----------------------------------------------------------------------------------------------
     def embed_images(self, images: list[tuple[str, bytes]]) -> np.ndarray:
         self.check_images(images)
-        pixels = [self.preprocess(data, name) for name, data in images]
+        self.batcher.expect(len(images))  # so that requests decoding now are waited for
+        try:
+            pixels = [self.preprocess(data, name) for name, data in images]
+        except BaseException:
+            self.batcher.expect(-len(images))
+            raise
         return self.batcher.encode(pixels)
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
@@ -209,7 +214,7 @@ class Service:
         return [hit.to_dict() for hit in self.store.search(query, top_k=top_k)]
 
     def image_vector(self, data: bytes, name: str) -> np.ndarray:
-        return self.batcher.encode([self.preprocess(data, name)])[0]
+        return self.embed_images([(name, data)])[0]
 
     def close(self) -> None:
         self.batcher.close()
