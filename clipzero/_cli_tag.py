@@ -125,14 +125,22 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
         writer.close(completed=completed)
         if store is not None:
             store.close()
-    report = {**summary.to_dict(), "out": str(args.out), "errors": str(writer.errors_path)}
+    return _report(args, summary, writer, out)
+
+
+def _report(
+    args: argparse.Namespace, summary: Any, writer: Any, out: TextIO, engine: str = "local", note: str = ""
+) -> int:
+    """The summary: JSON on stdout with --json, one line on stderr always."""
     if args.json:
+        report = {**summary.to_dict(), "out": str(args.out), "errors": str(writer.errors_path), "engine": engine}
         json.dump(report, out, indent=2)
         out.write("\n")
     sys.stderr.write(
         f"clipzero: tagged {summary.tagged}, skipped {summary.skipped} (already in {args.out}), failed "
         f"{summary.failed}{f' (see {writer.errors_path})' if summary.failed else ''}; {summary.elapsed:.1f} s, "
-        f"{summary.images_per_second:.1f} images/s, precision {summary.precision}\n"
+        f"{summary.images_per_second:.1f} images/s{' on Ray' if engine == 'ray' else ''}, precision "
+        f"{summary.precision}{note}\n"
     )
     return 0
 
@@ -194,16 +202,7 @@ def _tag_on_ray(
     finally:
         writer.close(completed=completed)
     summary.elapsed = time.perf_counter() - started
-    report = {**summary.to_dict(), "out": str(args.out), "errors": str(writer.errors_path), "engine": "ray"}
-    if args.json:
-        json.dump(report, out, indent=2)
-        out.write("\n")
-    sys.stderr.write(
-        f"clipzero: tagged {summary.tagged}, skipped {summary.skipped} (already in {args.out}), failed "
-        f"{summary.failed}; {summary.elapsed:.1f} s, {summary.images_per_second:.1f} images/s on Ray, precision "
-        f"{precision}; embeddings in {shards.folder}\n"
-    )
-    return 0
+    return _report(args, summary, writer, out, engine="ray", note=f"; embeddings in {shards.folder}")
 
 
 def _score(item: dict[str, Any]) -> Any:
