@@ -103,9 +103,9 @@ def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
     from .store import EmbeddingStore
 
     if args.index_command == "build-sharded":
-        from .shardindex import build_from_shards
+        from .shardindex import build_from_shards, iter_shard_files
 
-        files = [f for p in args.shards for f in (sorted(Path(p).glob("*.parquet")) if Path(p).is_dir() else [Path(p)])]
+        files = [f for p in args.shards for f in (iter_shard_files(p) if Path(p).is_dir() else [Path(p)])]
         summary = build_from_shards(files, args.out, memory_budget_gb=args.memory_gb)
         if args.json:
             json.dump(summary, out, indent=2)

@@ -124,7 +124,7 @@ def build_ui(service: Service) -> Any:
         out = work / f"tags.{out_format}"
         writer = ResultWriter(out)
         tagged = failed = 0
-        for n, result in enumerate(progress.tqdm(tag_images(inputs, classifier), total=len(inputs), desc="tagging"), 1):
+        for result in progress.tqdm(tag_images(inputs, classifier), total=len(inputs), desc="tagging"):
             row = result.to_dict()
             if isinstance(result, TagFailure):
                 failed += 1
@@ -133,7 +133,6 @@ def build_ui(service: Service) -> Any:
                 tagged += 1
                 row["image"] = Path(row["image"]).name
                 writer.write(row)
-            del n
         writer.close()
         files_out = [str(out)] + ([str(writer.errors_path)] if failed else [])
         return files_out, f"Tagged {tagged} images; {failed} could not be read" + (
