@@ -52,6 +52,7 @@ def shapes_accuracy(
     per_combo: int = 8,
     seed: int = 1234,
     style: Style | None = None,
+    label_cache: bool = True,
 ) -> Accuracy:
     """Top-1 zero-shot accuracy on single-object images against the full colour x shape label set.
 
@@ -63,11 +64,12 @@ def shapes_accuracy(
         per_combo: images per combination.
         seed: the evaluation images' seed (pretraining streams never use the same generator state).
         style: style knobs applied to the images.
+        label_cache: keep label embeddings in the persistent cache (off for a model still being trained).
     """
     every = all_combinations()
     combos = [c for c in every if (c in HELD_OUT) == (split == "held-out")]
     labels = [combination_label(c, s, language) for c, s in every]
-    classifier = ZeroShotClassifier(encoder, labels, templates=templates)
+    classifier = ZeroShotClassifier(encoder, labels, templates=templates, label_cache=label_cache)
     items = single_object_set(combos, per_combo, seed, style)
     predictions = classifier.classify([image for image, _ in items], top_k=1, batch_size=128)
     correct = sum(p.label == combination_label(c, s, language) for p, (_, (c, s)) in zip(predictions, items))

@@ -149,6 +149,8 @@ def sample_scene(
     n_objects: int | None = None,
     allowed: list[tuple[str, str]] | None = None,
     style: Style | None = None,
+    backgrounds: tuple[str, ...] | None = None,
+    sizes: tuple[str, ...] | None = None,
 ) -> Scene:
     """Draw a random scene.
 
@@ -158,10 +160,12 @@ def sample_scene(
         n_objects: 1 to 3; None draws one (60%), two (28%) or three (12%).
         allowed: the (colour, shape) pairs objects may take; default all but :data:`HELD_OUT`.
         style: style knobs; default none.
+        backgrounds: the backgrounds to choose from (flat, gradient, noise, stripes); default all.
+        sizes: the size names a lone object may take (small, medium, large); default all.
     """
     pool = allowed if allowed is not None else [c for c in all_combinations() if c not in HELD_OUT]
     count = n_objects or rng.choices((1, 2, 3), weights=(60, 28, 12))[0]
-    background = rng.choice(_BACKGROUNDS)
+    background = rng.choice(backgrounds or _BACKGROUNDS)
     objects: list[ShapeObject] = []
     slots = {1: [(0.5, 0.5)], 2: [(0.27, 0.5), (0.73, 0.5)], 3: [(0.2, 0.3), (0.8, 0.3), (0.5, 0.75)]}[count]
     if count == 2 and rng.random() < 0.3:
@@ -171,9 +175,9 @@ def sample_scene(
         picks = [twin, twin]
     else:
         picks = [rng.choice(pool) for _ in range(count)]
-    sizes = list(SIZES) if count == 1 else ["small", "medium"]
+    size_names = list(sizes or SIZES) if count == 1 else ["small", "medium"]
     for (colour, shape), (sx, sy) in zip(picks, slots):
-        size_name = rng.choice(sizes)
+        size_name = rng.choice(size_names)
         radius = rng.uniform(*SIZES[size_name]) * (0.8 if count > 1 else 1.0)
         spread = 0.22 if count == 1 else 0.05
         x = min(max(sx + rng.uniform(-spread, spread), radius), 1 - radius)
