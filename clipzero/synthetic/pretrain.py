@@ -17,9 +17,9 @@ as it goes.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -83,15 +83,16 @@ def batches(
     zh_fraction: float,
     tokenizer: Any,
     side: int = 64,
-    hard_fraction: float | Callable[[int], float] = 0.5,
+    *,
+    hard_fraction: Callable[[int], float],
     distinct: bool = False,
     easy_batches: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless, seeded stream of (pixels (b, 3, side, side), tokens (b, context)) pairs.
 
     In a random batch, colour alone tells most captions apart, so the contrastive loss barely needs shapes (a
-    first model learned colour to 100% and shape to 71%). A ``hard_fraction`` of batches (a number, or a function
-    of the batch number for a curriculum) therefore draws from two colours only, where only the shapes (and
+    first model learned colour to 100% and shape to 71%). A share of batches, ``hard_fraction(batch number)``
+    (see :func:`hard_fraction_at`), therefore draws from two colours only, where only the shapes (and
     counts, sizes, places) distinguish one caption from another.
 
     The first ``easy_batches`` batches are easy scenes (see :func:`batch_scenes`): lone, larger objects on plain
@@ -106,7 +107,7 @@ def batches(
     rng = random.Random(seed)
     number = 0
     while True:
-        fraction = hard_fraction(number) if callable(hard_fraction) else hard_fraction
+        fraction = hard_fraction(number)
         number += 1
         easy = number <= easy_batches
         scenes = batch_scenes(rng, batch_size, hard=rng.random() < fraction, distinct=distinct and not easy, easy=easy)
@@ -141,7 +142,7 @@ def batch_scenes(
     return scenes
 
 
-_evaluations = 0
+_evaluation_ids = itertools.count(1)
 
 
 def evaluate_during_training(
@@ -151,13 +152,11 @@ def evaluate_during_training(
     from ..encoder import Encoder
     from .evaluate import shapes_accuracy
 
-    # A fresh id each time: label embeddings are cached per model id in the process, and these weights change.
-    global _evaluations
-    _evaluations += 1
-    encoder = Encoder(
-        model, lambda image: to_pixels([image], side)[0], tokenizer, id=f"{ARCH}@training-{os.getpid()}-{_evaluations}"
-    )
     try:
+        # A fresh id each time: label embeddings are cached per model id in the process, and these weights change.
+        encoder = Encoder(
+            model, lambda image: to_pixels([image], side)[0], tokenizer, id=f"{ARCH}@training-{next(_evaluation_ids)}"
+        )
         return {
             name: round(
                 shapes_accuracy(
