@@ -1,7 +1,8 @@
 """Where clipzero keeps its files, and the user's settings.
 
 Settings come from, highest first: an explicit argument or flag, the environment (``CLIPZERO_MODEL``,
-``CLIPZERO_PRECISION``, ``CLIPZERO_DEVICE``, ``CLIPZERO_TEMPLATES``), the config file
+``CLIPZERO_PRECISION``, ``CLIPZERO_DEVICE``, ``CLIPZERO_TEMPLATES``,
+``CLIPZERO_LABEL_CACHE_ENTRIES``), the config file
 (``$CLIPZERO_HOME/config.toml`` or ``$CLIPZERO_CONFIG``), then the defaults below.
 """
 
@@ -48,6 +49,8 @@ class Settings:
         device: auto, cpu, cuda (or cuda:N) or mps.
         templates: the template set used when none is given (a name or a path).
         models: the user's own model names, each mapping to a spec (``mine = "ViT-B-32:/data/w.safetensors"``).
+        label_cache_entries: the most label embeddings the persistent label cache keeps (least recently used
+            are evicted first).
     """
 
     model: str = DEFAULT_MODEL
@@ -55,6 +58,7 @@ class Settings:
     device: str = "auto"
     templates: str = DEFAULT_TEMPLATES
     models: dict[str, str] = field(default_factory=dict)
+    label_cache_entries: int = 100_000
 
     def __post_init__(self) -> None:
         for name in ("model", "precision", "device", "templates"):
@@ -69,6 +73,13 @@ class Settings:
             isinstance(k, str) and isinstance(v, str) for k, v in self.models.items()
         ):
             raise ConfigError("[models] must map names to model spec strings")
+        entries = self.label_cache_entries
+        if isinstance(entries, str) and entries.strip().isdigit():
+            object.__setattr__(self, "label_cache_entries", int(entries))
+        elif isinstance(entries, bool) or not isinstance(entries, int):
+            raise ConfigError(f"label_cache_entries must be a whole number, got {entries!r}")
+        if self.label_cache_entries < 1:
+            raise ConfigError(f"label_cache_entries must be at least 1, got {self.label_cache_entries}")
 
 
 _ENV = {
@@ -76,6 +87,7 @@ _ENV = {
     "precision": "CLIPZERO_PRECISION",
     "device": "CLIPZERO_DEVICE",
     "templates": "CLIPZERO_TEMPLATES",
+    "label_cache_entries": "CLIPZERO_LABEL_CACHE_ENTRIES",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,7 +14,24 @@ from PIL import Image
 from .errors import ClipzeroError
 from .images import ImageSource, load_image
 
-__all__ = ["Encoder", "apply_precision", "default_precision", "resolve_device"]
+__all__ = ["Encoder", "apply_precision", "bounded_text", "default_precision", "resolve_device"]
+
+#: Runs of this many non-space characters or more are split before tokenizing (see :func:`bounded_text`).
+_LONG_RUN = re.compile(r"\S{64,}")
+#: The tokenizer's word cache is reset when it holds more words than this (it grows with every new word).
+_TOKENIZER_CACHE_WORDS = 20_000
+
+
+def bounded_text(text: str, context_length: int) -> str:
+    """What of ``text`` the tokenizer gets: cheap to tokenize whatever a client sends.
+
+    CLIP's byte-pair encoder costs time quadratic in a word's length (a 2,000-character word took 0.1-0.6 s) and
+    keeps only the first ``context_length`` tokens anyway. So the text is cut to 12 characters per context token
+    (no token is that long in practice), and runs of 64 or more non-space characters are split every 64, which
+    changes nothing a real word or sentence tokenizes to within the context. Tokenizing is then linear.
+    """
+    text = text[: context_length * 12]
+    return _LONG_RUN.sub(lambda m: " ".join(m[0][i : i + 64] for i in range(0, len(m[0]), 64)), text)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -176,11 +194,22 @@ class Encoder:
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` needs, start and end markers included (more than ``context_length`` is truncated)."""
         inner: Any = getattr(self.tokenizer, "tokenizer", None)  # Hugging Face tokenizers wrapped by open_clip
+        bounded = bounded_text(text, self.context_length)
+        cut = self.context_length + 1 if len(bounded) < len(text) else 0  # cut text is over the context
         if hasattr(self.tokenizer, "encode"):
-            return len(self.tokenizer.encode(text)) + 2
+            count = len(self.tokenizer.encode(bounded)) + 2
+            self._trim_tokenizer_cache()
+            return max(count, cut)
         if inner is not None:
-            return len(inner(text)["input_ids"])
-        return 0
+            return max(len(inner(bounded)["input_ids"]), cut)
+        return cut
+
+    def _trim_tokenizer_cache(self) -> None:
+        cache = getattr(self.tokenizer, "cache", None)  # open_clip's SimpleTokenizer: word -> BPE, never evicted
+        if isinstance(cache, dict) and len(cache) > _TOKENIZER_CACHE_WORDS:
+            special = {k: v for k, v in cache.items() if k.startswith("<") and k.endswith(">")}
+            cache.clear()
+            cache.update(special)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Embed texts.
@@ -195,8 +224,10 @@ class Encoder:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                tokens = self.tokenizer(list(texts[start : start + batch_size])).to(self.device)  # (b, ctx)
+                batch = [bounded_text(t, self.context_length) for t in texts[start : start + batch_size]]
+                tokens = self.tokenizer(batch).to(self.device)  # (b, ctx)
                 chunks.append(self._normalise(self.model.encode_text(tokens)))
+        self._trim_tokenizer_cache()
         self.texts_encoded += len(texts)
         return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
 

@@ -8,11 +8,14 @@ the file and the cause.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
+import stat
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,10 +24,12 @@ from .errors import ImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "HUGE_PIXELS",
     "IMAGE_SUFFIXES",
     "ImageSource",
     "find_images",
     "load_image",
+    "release_memory",
     "source_name",
     "to_rgb",
 ]
@@ -32,6 +37,9 @@ __all__ = [
 #: Images with more pixels than this are refused before decoding (about 11k x 11k, 384 MB as RGB). Pillow's own
 #: bomb limit (2 x ``PIL.Image.MAX_IMAGE_PIXELS``, about 179M) still applies above it.
 DEFAULT_MAX_PIXELS = 128_000_000
+
+#: Images over this many pixels are shrunk right after decoding and their memory handed back to the system.
+HUGE_PIXELS = 16_000_000
 
 ImageSource = str | os.PathLike[str] | bytes | Image.Image
 
@@ -105,12 +113,50 @@ def load_image(
             if draft is not None and image.format == "JPEG":
                 image.draft("RGB", draft)
             image.load()
+            huge = image.width * image.height > HUGE_PIXELS
+            if huge and draft is not None:
+                image = _reduce(image, draft)
             image = ImageOps.exif_transpose(image) or image
-            return to_rgb(image)
+            rgb = to_rgb(image)
+            if huge:
+                del image
+                release_memory()
+            return rgb
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(name, _describe(exc)) from exc
+
+
+def _reduce(image: Image.Image, draft: tuple[int, int]) -> Image.Image:
+    """A huge decoded image shrunk by an integer factor (box filter), still at least twice ``draft``: every later
+    step (orientation, RGB conversion, preprocessing) then works on a small copy and the large buffer is freed."""
+    factor = min(image.width // (2 * draft[0]), image.height // (2 * draft[1]))
+    if factor < 2:
+        return image
+    try:
+        return image.reduce(factor)
+    except (ValueError, NotImplementedError):  # modes reduce() does not support (palette, 1-bit)
+        return image
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the operating system (glibc keeps it otherwise, and RSS stays high after
+    a huge image); a no-op where there is no glibc."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        try:
+            _LIBC.malloc_trim(0)
+        except AttributeError:
+            _LIBC = False
+
+
+_LIBC: Any = None
 
 
 def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
@@ -123,7 +169,10 @@ def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
         try:
             if path.is_dir():
                 raise ImageError(name, "is a directory, not an image file")
-            size = path.stat().st_size
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageError(name, "not a regular file (a device, FIFO or socket): refused")
+            size = info.st_size
             if size == 0:
                 raise ImageError(name, "empty file (0 bytes)")
             stream = io.BytesIO(path.read_bytes())

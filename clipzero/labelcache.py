@@ -1,16 +1,22 @@
-"""The persistent label cache: label embeddings kept under CLIPZERO_HOME, so text is encoded once per machine.
+"""Label caches: label embeddings kept in this process and under CLIPZERO_HOME, so text is encoded once per machine.
 
 Keys are (model id, template-set content hash, normalised label); values are the label's class embedding
 (float32, unit length). A second process classifying with the same labels, model and templates encodes no text.
-SQLite in WAL mode makes concurrent readers and writers safe; a cache that cannot be written (read-only home)
-is skipped with a warning, never an error.
+
+Both caches are bounded and evict the least recently used labels: the in-process one holds at most
+``MEMORY_ENTRIES`` vectors, the persistent one ``label_cache_entries`` (config key; env
+``CLIPZERO_LABEL_CACHE_ENTRIES``; default 100,000, about 200 MB at 512 dimensions). A server that sees a new label
+set on every request therefore never grows without end. SQLite in WAL mode makes concurrent readers and writers
+safe; a cache that cannot be written (read-only home) is skipped with a warning, never an error.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,20 +25,68 @@ import numpy as np
 from .config import home
 from .errors import ClipzeroWarning
 
-__all__ = ["LabelCache", "default_label_cache"]
+__all__ = ["MEMORY_ENTRIES", "LabelCache", "MemoryLabelCache", "default_label_cache", "memory_label_cache"]
 
 Key = tuple[str, str, str]
 
+#: The most label vectors one process keeps in memory.
+MEMORY_ENTRIES = 50_000
+
+
+class MemoryLabelCache:
+    """The in-process label cache: a thread-safe LRU mapping of keys to vectors."""
+
+    def __init__(self, max_entries: int = MEMORY_ENTRIES) -> None:
+        self.max_entries = max(1, max_entries)
+        self._items: OrderedDict[Key, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Key) -> np.ndarray | None:
+        with self._lock:
+            vector = self._items.get(key)
+            if vector is not None:
+                self._items.move_to_end(key)
+            return vector
+
+    def get_many(self, keys: Iterable[Key]) -> dict[Key, np.ndarray]:
+        found = {}
+        for key in keys:
+            vector = self.get(key)
+            if vector is not None:
+                found[key] = vector
+        return found
+
+    def put_many(self, items: dict[Key, np.ndarray]) -> None:
+        with self._lock:
+            for key, vector in items.items():
+                self._items[key] = vector
+                self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
 
 class LabelCache:
-    """A SQLite table of label embeddings.
+    """A SQLite table of label embeddings, at most ``max_entries`` rows (least recently used go first).
 
     Args:
         path: the database file (default: ``$CLIPZERO_HOME/cache/labels.sqlite``).
+        max_entries: the row limit (default: the ``label_cache_entries`` setting).
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, max_entries: int | None = None) -> None:
+        if max_entries is None:
+            from .config import load_settings
+
+            max_entries = load_settings().label_cache_entries
         self.path = Path(path) if path is not None else home() / "cache" / "labels.sqlite"
+        self.max_entries = max(1, max_entries)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._broken = False
@@ -45,8 +99,14 @@ class LabelCache:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS labels (model TEXT NOT NULL, templates TEXT NOT NULL, "
-                    "label TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, templates, label))"
+                    "label TEXT NOT NULL, vector BLOB NOT NULL, used INTEGER NOT NULL DEFAULT 0, "
+                    "PRIMARY KEY (model, templates, label))"
                 )
+                columns = {row[1] for row in db.execute("PRAGMA table_info(labels)")}
+                if "used" not in columns:  # a cache written before eviction existed
+                    db.execute("ALTER TABLE labels ADD COLUMN used INTEGER NOT NULL DEFAULT 0")
+                db.execute("CREATE INDEX IF NOT EXISTS labels_by_use ON labels(used)")
+                db.commit()
                 self._db = db
             except (OSError, sqlite3.Error) as exc:
                 self._broken = True
@@ -58,7 +118,7 @@ class LabelCache:
         return self._db
 
     def get_many(self, keys: Iterable[Key]) -> dict[Key, np.ndarray]:
-        """The cached vectors for those keys that are present."""
+        """The cached vectors for those keys that are present (and marks them as just used)."""
         keys = list(keys)
         with self._lock:
             db = self._connect()
@@ -72,22 +132,37 @@ class LabelCache:
                     ).fetchone()
                     if row is not None:
                         found[key] = np.frombuffer(row[0], dtype=np.float32).copy()
+                if found:
+                    now = time.time_ns()
+                    with db:
+                        db.executemany(
+                            "UPDATE labels SET used = ? WHERE model = ? AND templates = ? AND label = ?",
+                            [(now, *key) for key in found],
+                        )
             except sqlite3.Error as exc:
                 warnings.warn(f"label cache {self.path} could not be read ({exc})", ClipzeroWarning, stacklevel=3)
             return found
 
     def put_many(self, items: dict[Key, np.ndarray]) -> None:
-        """Store vectors (existing keys are kept: the same key always means the same vector)."""
+        """Store vectors (existing keys are kept: the same key always means the same vector), then evict the least
+        recently used rows over the limit."""
         with self._lock:
             db = self._connect()
             if db is None or not items:
                 return
+            now = time.time_ns()
             try:
                 with db:
                     db.executemany(
-                        "INSERT OR IGNORE INTO labels(model, templates, label, vector) VALUES (?, ?, ?, ?)",
-                        [(*key, np.ascontiguousarray(v, np.float32).tobytes()) for key, v in items.items()],
+                        "INSERT OR IGNORE INTO labels(model, templates, label, vector, used) VALUES (?, ?, ?, ?, ?)",
+                        [(*key, np.ascontiguousarray(v, np.float32).tobytes(), now) for key, v in items.items()],
                     )
+                    count = int(db.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
+                    if count > self.max_entries:
+                        db.execute(
+                            "DELETE FROM labels WHERE rowid IN (SELECT rowid FROM labels ORDER BY used LIMIT ?)",
+                            (count - self.max_entries,),
+                        )
             except sqlite3.Error as exc:
                 warnings.warn(f"label cache {self.path} could not be written ({exc})", ClipzeroWarning, stacklevel=3)
 
@@ -98,6 +173,7 @@ class LabelCache:
 
 
 _DEFAULTS: dict[Path, LabelCache] = {}
+_MEMORY = MemoryLabelCache()
 
 
 def default_label_cache() -> LabelCache:
@@ -106,3 +182,8 @@ def default_label_cache() -> LabelCache:
     if path not in _DEFAULTS:
         _DEFAULTS[path] = LabelCache(path)
     return _DEFAULTS[path]
+
+
+def memory_label_cache() -> MemoryLabelCache:
+    """This process's in-memory label cache."""
+    return _MEMORY

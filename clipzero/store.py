@@ -17,17 +17,18 @@ row and every row its vector. Writers take an exclusive lock file; readers never
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -117,6 +118,28 @@ class AddReport:
         return self.encoded + self.reused + self.unchanged + len(self.failed)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _damaged_is_store_error(method: _F) -> _F:
+    """SQLite's 'file is not a database' and 'malformed' errors become a StoreError that says what to do."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            db = Path(self.path) / "store.sqlite"
+            raise StoreError(
+                f"store database {db} is damaged or is not a clipzero store ({exc}): rebuild the store by adding "
+                "the images again (clipzero index add), or restore the folder from a backup"
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -145,6 +168,7 @@ class EmbeddingStore:
         'a.png'
     """
 
+    @_damaged_is_store_error
     def __init__(self, path: str | os.PathLike[str], encoder: Encoder | None = None, *, index: str = "auto") -> None:
         self.path = Path(path)
         self.encoder = encoder
@@ -279,6 +303,7 @@ class EmbeddingStore:
             self._index, self._index_revision, self._index_max_id = self._open_index()
 
     # -- reading ---------------------------------------------------------------------------------------------------
+    @_damaged_is_store_error
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
 
@@ -287,6 +312,7 @@ class EmbeddingStore:
             r[0] for r in self._db.execute("SELECT path FROM paths WHERE image_id = ? ORDER BY path", (image_id,))
         )
 
+    @_damaged_is_store_error
     def get(self, key: str | os.PathLike[str]) -> StoredImage | None:
         """The stored image for a path or a sha256, or None."""
         text = os.fspath(key)
@@ -304,6 +330,7 @@ class EmbeddingStore:
         vector = np.frombuffer(row[2], dtype=np.float32).copy()
         return StoredImage(row[0], row[1], self._paths_of(row[0]), vector, json.loads(row[3]) if row[3] else None)
 
+    @_damaged_is_store_error
     def vectors_for(self, paths: Sequence[str | os.PathLike[str]]) -> dict[str, np.ndarray]:
         """Stored embeddings for the paths whose file is unchanged since it was added (same size and mtime)."""
         found: dict[str, np.ndarray] = {}
@@ -323,6 +350,7 @@ class EmbeddingStore:
                 found[os.fspath(raw)] = np.frombuffer(row[2], dtype=np.float32).copy()
         return found
 
+    @_damaged_is_store_error
     def search(
         self,
         query: str | ImageSource | np.ndarray,
@@ -372,6 +400,7 @@ class EmbeddingStore:
         return vector
 
     # -- writing ---------------------------------------------------------------------------------------------------
+    @_damaged_is_store_error
     def add(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -467,6 +496,7 @@ class EmbeddingStore:
             row = self._db.execute("SELECT vector FROM images WHERE sha256 = ?", (sha256,)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
+    @_damaged_is_store_error
     def put(self, records: Sequence[Record], *, metadata: dict[str, Any] | None = None) -> None:
         """Store paths and embeddings in one transaction, then update the index.
 
@@ -516,6 +546,7 @@ class EmbeddingStore:
         if self.index_spec.wants_rebuild(self._index, len(self)):
             self._index, self._index_revision, self._index_max_id = self._rebuild_index(revision)  # outgrew it
 
+    @_damaged_is_store_error
     def remove(self, keys: Iterable[str | os.PathLike[str]]) -> int:
         """Forget paths (or sha256 keys); content no path points to any more is dropped. Returns paths removed."""
         removed = 0
@@ -532,6 +563,7 @@ class EmbeddingStore:
         self._save_index()
         return removed
 
+    @_damaged_is_store_error
     def prune(self) -> int:
         """Forget paths whose files no longer exist. Returns how many were pruned."""
         gone = [p for (p,) in self._db.execute("SELECT path FROM paths").fetchall() if not os.path.exists(p)]
@@ -542,6 +574,7 @@ class EmbeddingStore:
         revision = int(self._meta()["revision"]) + 1
         self._set_meta(revision=revision, removed_revision=revision)
 
+    @_damaged_is_store_error
     def info(self) -> dict[str, Any]:
         """Counts, model, index kind and sizes on disk."""
         files = {p.name: p.stat().st_size for p in self.path.iterdir() if p.is_file()}
@@ -556,6 +589,7 @@ class EmbeddingStore:
             "bytes_on_disk": sum(files.values()),
         }
 
+    @_damaged_is_store_error
     def check(self) -> None:
         """Verify that the index and SQLite agree: every vector has its row and every row its vector, once.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +20,7 @@ import numpy as np
 
 from .errors import ClipzeroWarning, ImageError, LabelError
 from .images import ImageSource, source_name
-from .labelcache import LabelCache, default_label_cache
+from .labelcache import LabelCache, default_label_cache, memory_label_cache
 from .prompts import TemplateSet, load_templates, normalize_label
 
 if TYPE_CHECKING:
@@ -28,13 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["LabelScore", "Prediction", "ZeroShotClassifier", "clean_labels", "clear_label_cache", "read_labels"]
 
-# (model id, template-set content hash, normalised label) -> class vector (dim,), float32, unit length.
-_LABEL_CACHE: dict[tuple[str, str, str], np.ndarray] = {}
-
-
 def clear_label_cache() -> None:
     """Forget the label embeddings cached in this process."""
-    _LABEL_CACHE.clear()
+    memory_label_cache().clear()
 
 
 @dataclass(frozen=True)
@@ -125,6 +122,8 @@ class ZeroShotClassifier:
         templates: a template set name, file, :class:`TemplateSet` or list of templates.
         batch_size: prompts per text forward pass.
         label_cache: the persistent label cache (True: the one under CLIPZERO_HOME; False: none).
+        text_slot: a context manager held only while labels that no cache holds are encoded (a server passes a
+            semaphore so that new label sets take turns, while cached ones never wait).
 
     Raises:
         LabelError: no labels, or an invalid one.
@@ -144,8 +143,10 @@ class ZeroShotClassifier:
         *,
         batch_size: int = 256,
         label_cache: LabelCache | bool = True,
+        text_slot: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.encoder = encoder
+        self._text_slot = text_slot
         self.labels = clean_labels(labels)
         self.templates = load_templates(templates)
         if label_cache is True:
@@ -163,22 +164,29 @@ class ZeroShotClassifier:
             label: (self.encoder.id, self.templates.content_hash, normalize_label(label)) for label in self.labels
         }
         keys = list(key_of.values())
+        # (model id, template-set content hash, normalised label) -> class vector (dim,), float32, unit length.
+        vectors = memory_label_cache().get_many(keys)
         if self.label_cache is not None:  # the persistent cache fills what this process has not seen yet
-            _LABEL_CACHE.update(self.label_cache.get_many(k for k in keys if k not in _LABEL_CACHE))
-        missing = [label for label in self.labels if key_of[label] not in _LABEL_CACHE]
+            from_disk = self.label_cache.get_many(k for k in keys if k not in vectors)
+            memory_label_cache().put_many(from_disk)
+            vectors.update(from_disk)
+        missing = [label for label in self.labels if key_of[label] not in vectors]
         if missing:
             prompts_per_label = [self.templates.prompts_for(label) for label in missing]
             self._warn_long(missing, prompts_per_label)
             flat = [prompt for prompts in prompts_per_label for prompt in prompts]
-            embedded = self.encoder.encode_texts(flat, batch_size=batch_size)  # (n_prompts, dim)
+            with self._text_slot or nullcontext():
+                embedded = self.encoder.encode_texts(flat, batch_size=batch_size)  # (n_prompts, dim)
             start = 0
             for label, prompts in zip(missing, prompts_per_label):
                 mean = embedded[start : start + len(prompts)].mean(axis=0)
                 start += len(prompts)
-                _LABEL_CACHE[key_of[label]] = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+                vectors[key_of[label]] = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+            new = {key_of[m]: vectors[key_of[m]] for m in missing}
+            memory_label_cache().put_many(new)
             if self.label_cache is not None:
-                self.label_cache.put_many({key_of[m]: _LABEL_CACHE[key_of[m]] for m in missing})
-        return np.stack([_LABEL_CACHE[key] for key in keys])
+                self.label_cache.put_many(new)
+        return np.stack([vectors[key] for key in keys])
 
     def _warn_long(self, labels: list[str], prompts_per_label: list[list[str]]) -> None:
         limit = self.encoder.context_length

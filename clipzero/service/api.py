@@ -7,20 +7,31 @@ an unreadable image, 401 a missing or wrong API key, 404 a feature this server r
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import ClipzeroError, ImageError, LabelError, StoreError, TemplateError
-from .core import NotAvailable, PayloadTooLarge, Service, Unauthorized, decode_base64, split_labels
+from .core import (
+    DeadlineExceeded,
+    NotAvailable,
+    PayloadTooLarge,
+    Service,
+    Unauthorized,
+    deadline_after,
+    decode_base64,
+    split_labels,
+)
+from .guard import ClientPathRefused
 
 __all__ = ["create_api"]
 
@@ -28,6 +39,8 @@ _STATUS = [
     (PayloadTooLarge, 413),
     (Unauthorized, 401),
     (NotAvailable, 404),
+    (DeadlineExceeded, 503),
+    (ClientPathRefused, 400),
     (ImageError, 400),
     (LabelError, 422),
     (TemplateError, 422),
@@ -49,7 +62,11 @@ class ClassifyJSON(BaseModel):
         description="labels as a list, or one string separated by commas or newlines; none: the server's --head",
     )
     names: list[str] | None = Field(default=None, description="a name per image, used in results and errors")
-    templates: str | None = Field(default=None, description="template set name (default ensemble-en)")
+    templates: str | list[str] | None = Field(
+        default=None,
+        description="a built-in template set name, or a list of templates each with a {label} slot (never a file); "
+        "default: the server's --templates",
+    )
     top_k: int = Field(default=5, ge=1, le=100)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     rerank: bool = Field(default=False, description="re-rank with the server's LLM, when it has one")
@@ -85,10 +102,21 @@ class Prediction(BaseModel):
     similarity: float
 
 
+class RerankInfo(BaseModel):
+    used: bool
+    fallback: str | None = None
+    reasoning: str | None = None
+    cached: bool = False
+
+
 class ClassifyResult(BaseModel):
+    """One image's result: ``label`` and ``predictions``, or only ``error`` for an image that could not be read."""
+
     image: str
     label: str | None = None
     predictions: list[Prediction] = []
+    clip_label: str | None = Field(default=None, description="CLIP's own top label, when re-ranked")
+    rerank: RerankInfo | None = None
     error: str | None = None
 
 
@@ -104,7 +132,7 @@ def _multipart_schema() -> dict[str, Any]:
         "properties": {
             "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
             "labels": {"type": "string", "description": "labels separated by commas or newlines"},
-            "templates": {"type": "string"},
+            "templates": {"type": "string", "description": "a built-in set name, or templates (one per line)"},
             "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
             "threshold": {"type": "number", "minimum": 0, "maximum": 1},
         },
@@ -128,25 +156,22 @@ def create_api(service: Service) -> FastAPI:
         title="clipzero",
         version=__version__,
         description="Zero-shot image classification with open CLIP models: label images with free-text labels.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
+    _offline_docs(app)
+    timeout = settings.request_timeout_s
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        if request.url.path.startswith("/v1/"):
-            key = settings.api_key
-            if key:
-                given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix(
-                    "Bearer "
-                )
-                if not hmac.compare_digest(given.encode(), key.encode()):
-                    return _error(401, "Unauthorized", "missing or wrong API key (X-API-Key or Authorization: Bearer)")
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > settings.max_upload_bytes:
-                limit = settings.max_upload_bytes
-                message = f"request of {int(length):,} bytes is over this server's limit of {limit:,}"
-                return _error(413, "PayloadTooLarge", message)
-        return await call_next(request)
+    async def bounded(work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run blocking work in the thread pool; past the per-request time limit the client gets 503."""
+        deadline = deadline_after(timeout)
+        try:
+            return await asyncio.wait_for(run_in_threadpool(work, *args, deadline=deadline, **kwargs), timeout)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise DeadlineExceeded(
+                f"the request took longer than this server's limit of {timeout:g} s (--request-timeout)"
+            ) from exc
 
     @app.exception_handler(ClipzeroError)
     async def clipzero_error(request: Request, exc: ClipzeroError) -> JSONResponse:
@@ -201,10 +226,13 @@ def create_api(service: Service) -> FastAPI:
                 "images": service.batcher.stats.images,
                 "mean_batch": round(service.batcher.stats.mean_batch, 2),
             },
+            "encoded": {"texts": encoder.texts_encoded, "images": encoder.images_encoded},
             "limits": {
                 "max_upload_bytes": settings.max_upload_bytes,
                 "max_images": settings.max_images,
                 "max_labels": settings.max_labels,
+                "max_label_chars": settings.max_label_chars,
+                "request_timeout_s": settings.request_timeout_s,
                 "max_pixels": settings.max_pixels,
             },
         }
@@ -213,6 +241,7 @@ def create_api(service: Service) -> FastAPI:
         "/v1/classify",
         tags=["classify"],
         response_model=ClassifyResponse,
+        response_model_exclude_unset=True,
         openapi_extra=_json_request(ClassifyJSON, multipart=_multipart_schema()),
     )
     async def classify(request: Request) -> Any:
@@ -238,7 +267,7 @@ def create_api(service: Service) -> FastAPI:
             labels, templates, top_k, threshold, rerank = (
                 split_labels(body.labels), body.templates, body.top_k, body.threshold, body.rerank,
             )  # fmt: skip
-        results = await run_in_threadpool(
+        results = await bounded(
             service.classify, images, labels, templates=templates, top_k=top_k, threshold=threshold, rerank=rerank
         )
         return {"model": service.encoder.id, "results": results}
@@ -254,10 +283,10 @@ def create_api(service: Service) -> FastAPI:
         if (body.texts is None) == (body.images is None):
             raise LabelError("give exactly one of 'texts' or 'images'")
         if body.texts is not None:
-            vectors = await run_in_threadpool(service.embed_texts, body.texts)
+            vectors = await bounded(lambda texts, deadline: service.embed_texts(texts), body.texts)
         else:
             images = [(f"image-{i}", decode_base64(data, f"image-{i}")) for i, data in enumerate(body.images or [])]
-            vectors = await run_in_threadpool(service.embed_images, images)
+            vectors = await bounded(service.embed_images, images)
         return {"model": service.encoder.id, "dim": int(vectors.shape[1]), "vectors": vectors.round(6).tolist()}
 
     @app.post(
@@ -270,15 +299,58 @@ def create_api(service: Service) -> FastAPI:
         body = await json_body(request, SearchJSON)
         if (body.text is None) == (body.image is None):
             raise LabelError("give exactly one of 'text' or 'image'")
-        query: Any = body.text
-        if body.image is not None:
-            query = await run_in_threadpool(
-                service.image_vector, decode_base64(body.image, "query image"), "query image"
-            )
-        hits = await run_in_threadpool(service.search, query, body.top_k)
+        image = decode_base64(body.image, "query image") if body.image is not None else None
+        hits = await bounded(service.search, text=body.text, image=image, top_k=body.top_k)
         return {"model": service.encoder.id, "results": hits}
 
+    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                   include_in_schema=False)  # fmt: skip
+    async def unknown(request: Request, rest: str) -> JSONResponse:
+        """Unknown /v1 routes and wrong methods answer in the API's error shape (not the UI's)."""
+        allowed = sorted(
+            method
+            for route in app.routes
+            if getattr(route, "path", None) == request.url.path and getattr(route, "name", "") != "unknown"
+            for method in getattr(route, "methods", ()) or ()
+        )
+        if allowed:
+            message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
+            response = _error(405, "MethodNotAllowed", message)
+            response.headers["allow"] = ", ".join(allowed)
+            return response
+        return _error(404, "NotFound", f"no such endpoint: {request.url.path}")
+
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs with Swagger UI's files served by this app (from the swagger-ui-bundle package), never a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # the web extra brings it; without it, say so instead of a blank page
+        swagger_ui_path = None
+    if swagger_ui_path is not None:
+        from starlette.staticfiles import StaticFiles
+
+        app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if swagger_ui_path is None:
+            return HTMLResponse(
+                "<p>The API documentation page needs the swagger-ui-bundle package: "
+                "<code>pip install 'clipzero[web]'</code>. The schema is at "
+                "<a href='/openapi.json'>/openapi.json</a>.</p>"
+            )
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="clipzero API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
 
 async def _read_multipart(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], dict[str, str]]:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import os
 import threading
+import time
 from collections import OrderedDict
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +20,16 @@ import numpy as np
 
 from ..errors import ClipzeroError, ImageError, LabelError
 
-__all__ = ["PayloadTooLarge", "Service", "ServiceSettings", "Unauthorized", "split_labels"]
+__all__ = [
+    "DeadlineExceeded",
+    "NotAvailable",
+    "PayloadTooLarge",
+    "Service",
+    "ServiceSettings",
+    "Unauthorized",
+    "deadline_after",
+    "split_labels",
+]
 
 
 class PayloadTooLarge(ClipzeroError):
@@ -30,6 +44,10 @@ class NotAvailable(ClipzeroError):
     """A feature this server was started without (no store, no LLM)."""
 
 
+class DeadlineExceeded(ClipzeroError):
+    """A request that did not finish within the server's per-request time limit."""
+
+
 @dataclass
 class ServiceSettings:
     """How the service runs; every limit is configurable (flags of ``clipzero serve``)."""
@@ -41,14 +59,18 @@ class ServiceSettings:
     head: str | None = None  # a trained head (linear probe file or cache adapter folder), used when no labels are sent
     store: Path | None = None
     api_key: str | None = None
-    max_upload_mb: float = 32.0  # per request
+    max_upload_mb: float = 32.0  # per request body, API and UI alike
     max_images: int = 64  # per request
     max_labels: int = 1000  # per request
+    max_label_chars: int = 300  # per label (and per search text)
     max_pixels: int = 64_000_000  # per image
+    max_zip_entries: int = 2000  # per archive in the UI's batch tagging
+    max_unzip_mb: float = 1024.0  # uncompressed bytes read from the archives of one request
+    request_timeout_s: float = 60.0  # a request still working after this gets 503 (the UI's batch tag: 10x)
     max_batch: int = 32
     batch_wait_ms: float = 5.0
     micro_batching: bool = True
-    templates: str = "ensemble-en"
+    templates: str | None = None  # None: the configured default (CLIPZERO_TEMPLATES, config file, ensemble-en)
     llm_url: str | None = None
     llm_model: str | None = None
 
@@ -73,17 +95,38 @@ def decode_base64(data: str, name: str) -> bytes:
         raise ImageError(name, "not valid base64") from exc
 
 
-class Service:
-    """Everything requests share: the model (loaded once), the batcher, classifiers by label set, the store."""
+def deadline_after(seconds: float) -> float:
+    """The monotonic time a request started now must be done by."""
+    return time.monotonic() + seconds
 
-    def __init__(self, settings: ServiceSettings) -> None:
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded("the request ran past this server's time limit (--request-timeout)")
+    return left
+
+
+class Service:
+    """Everything requests share: the model (loaded once), the batcher, classifiers by label set, the store.
+
+    Args:
+        settings: limits and wiring.
+        upload_root: the folder UI uploads land in (the only place a UI file argument may point into).
+    """
+
+    def __init__(self, settings: ServiceSettings, upload_root: Path | None = None) -> None:
         from ..config import load_settings
         from ..encoder import default_precision, resolve_device
         from ..models import load_model
         from .batcher import MicroBatcher
 
         self.settings = settings
+        self.upload_root = upload_root
         configured = load_settings()
+        self.default_templates = settings.templates or configured.templates
         device = settings.device or configured.device
         precision = settings.precision or default_precision(resolve_device(device))
         self.store: Any = None
@@ -108,7 +151,10 @@ class Service:
 
             self.head = load_head(settings.head, self.encoder)
         self._classifiers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self._lock = threading.Lock()  # text encoding and the classifier table
+        self._building: dict[tuple[Any, ...], Future[Any]] = {}
+        self._lock = threading.Lock()  # the classifier tables only; never held while encoding
+        self._text_slot = threading.Semaphore(1)  # new label sets are encoded one at a time
+        self._huge_decodes = threading.Semaphore(1)  # images over HUGE_PIXELS are decoded one at a time
         self.reranker_client = None
         if settings.llm_url and settings.llm_model:
             from ..rerank.client import ChatClient
@@ -116,36 +162,66 @@ class Service:
             self.reranker_client = ChatClient(settings.llm_url, settings.llm_model)
 
     # -- building blocks ------------------------------------------------------------------------------------------
-    def classifier(self, labels: list[str], templates: str | None) -> Any:
-        """A classifier for a label set, kept for reuse (label embeddings are also in the shared label cache)."""
+    def classifier(self, labels: list[str], templates: str | list[str] | None, deadline: float | None = None) -> Any:
+        """A classifier for a label set, kept for reuse (label embeddings are also in the shared label caches).
+
+        A label set nobody asked for before is encoded by the first request that needs it, outside every lock
+        that other requests wait on; a second request for the same set waits for that one encode.
+        """
         from ..zeroshot import ZeroShotClassifier
+        from .guard import check_labels, client_templates
 
         if not labels and self.head is not None:
             return self.head  # the server's trained head, with its own classes
         if not labels:
             raise LabelError("no labels given")
-        if len(labels) > self.settings.max_labels:
-            raise LabelError(f"{len(labels)} labels, over this server's limit of {self.settings.max_labels}")
-        key = (tuple(labels), templates or self.settings.templates)
+        check_labels(labels, max_labels=self.settings.max_labels, max_chars=self.settings.max_label_chars)
+        key = (tuple(labels), client_templates(templates) or self.default_templates)
         with self._lock:
             found = self._classifiers.get(key)
-            if found is None:
-                found = ZeroShotClassifier(self.encoder, labels, templates=key[1])
-                self._classifiers[key] = found
-                while len(self._classifiers) > 64:
-                    self._classifiers.popitem(last=False)
-            else:
+            if found is not None:
                 self._classifiers.move_to_end(key)
-        return found
+                return found
+            pending = self._building.get(key)
+            owner = pending is None
+            if pending is None:
+                pending = self._building[key] = Future()
+        if not owner:
+            try:
+                return pending.result(timeout=_remaining(deadline))
+            except FutureTimeout as exc:
+                raise DeadlineExceeded("the label set was still being encoded at this server's time limit") from exc
+        try:
+            built = ZeroShotClassifier(self.encoder, labels, templates=key[1], text_slot=self._text_slot)
+        except BaseException as exc:
+            with self._lock:
+                self._building.pop(key, None)
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            self._classifiers[key] = built
+            while len(self._classifiers) > 64:
+                self._classifiers.popitem(last=False)
+            self._building.pop(key, None)
+        pending.set_result(built)
+        return built
 
     def preprocess(self, data: bytes, name: str) -> Any:
         """Decode and preprocess one uploaded image; ImageError names it and the reason."""
-        from ..images import load_image
+        from PIL import Image
+
+        from ..images import HUGE_PIXELS, load_image
 
         if not data:
             raise ImageError(name, "empty file")
         try:
-            image = load_image(data, max_pixels=self.settings.max_pixels, draft=self.encoder._draft)
+            with Image.open(io.BytesIO(data)) as probe:  # the header only: how large will it be decoded?
+                pixels = probe.width * probe.height
+        except Exception:  # unreadable: load_image says why
+            pixels = 0
+        try:
+            with self._huge_decodes if pixels > HUGE_PIXELS else nullcontext():
+                image = load_image(data, max_pixels=self.settings.max_pixels, draft=self.encoder._draft)
         except ImageError as exc:
             raise ImageError(name, exc.reason) from exc
         return self.encoder.preprocess(image)
@@ -158,23 +234,49 @@ class Service:
                 f"{len(images)} images, over this server's limit of {self.settings.max_images} per request"
             )
 
+    def _encode(self, pixels: list[Any], deadline: float | None) -> np.ndarray:
+        futures = [self.batcher.submit(p) for p in pixels]
+        try:
+            return np.stack([f.result(timeout=_remaining(deadline)) for f in futures])
+        except FutureTimeout as exc:
+            raise DeadlineExceeded("images were still being encoded at this server's time limit") from exc
+
     # -- operations ----------------------------------------------------------------------------------------------
-    def embed_images(self, images: list[tuple[str, bytes]]) -> np.ndarray:
+    def embed_partial(
+        self, images: list[tuple[str, bytes]], deadline: float | None = None
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Embeddings of the readable images, in order, and the reason for each unreadable one (by position)."""
         self.check_images(images)
         self.batcher.expect(len(images))  # so that requests decoding now are waited for
-        try:
-            pixels = [self.preprocess(data, name) for name, data in images]
-        except BaseException:
-            self.batcher.expect(-len(images))
-            raise
-        return self.batcher.encode(pixels)
+        pixels, errors = [], {}
+        for index, (name, data) in enumerate(images):
+            try:
+                pixels.append(self.preprocess(data, name))
+            except ImageError as exc:
+                errors[index] = exc.reason
+                self.batcher.expect(-1)
+            except BaseException:
+                self.batcher.expect(-(len(images) - index))
+                raise
+        if not pixels:
+            return np.zeros((0, self.encoder.embed_dim), np.float32), errors
+        return self._encode(pixels, deadline), errors
+
+    def embed_images(self, images: list[tuple[str, bytes]], deadline: float | None = None) -> np.ndarray:
+        """Embeddings of every image; ImageError names the first unreadable one."""
+        vectors, errors = self.embed_partial(images, deadline)
+        if errors:
+            index = min(errors)
+            raise ImageError(images[index][0], errors[index])
+        return vectors
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
+        from .guard import check_labels
+
         if not texts:
             raise LabelError("no texts given")
-        if len(texts) > self.settings.max_labels:
-            raise LabelError(f"{len(texts)} texts, over this server's limit of {self.settings.max_labels}")
-        with self._lock:
+        check_labels(texts, max_labels=self.settings.max_labels, max_chars=self.settings.max_label_chars)
+        with self._text_slot:
             return self.encoder.encode_texts(texts)
 
     def classify(
@@ -182,39 +284,63 @@ class Service:
         images: list[tuple[str, bytes]],
         labels: list[str],
         *,
-        templates: str | None = None,
+        templates: str | list[str] | None = None,
         top_k: int = 5,
         threshold: float | None = None,
         rerank: bool = False,
+        deadline: float | None = None,
     ) -> list[dict[str, Any]]:
-        classifier = self.classifier(labels, templates)
-        vectors = self.embed_images(images)
+        """One result per image, in order: its predictions, or ``{"image", "error"}`` for an unreadable one.
+
+        Raises:
+            ImageError: no image could be read (the message names each and why).
+        """
+        self.check_images(images)
+        classifier = self.classifier(labels, templates, deadline)
+        vectors, errors = self.embed_partial(images, deadline)
+        if len(errors) == len(images):
+            raise ImageError(
+                "no image could be read", "; ".join(f"{images[i][0]}: {errors[i]}" for i in sorted(errors))
+            )
+        good = [i for i in range(len(images)) if i not in errors]
         predictions = classifier.predict_embeddings(
-            vectors, [name for name, _ in images], top_k=max(top_k, 5 if rerank else 1), threshold=threshold
+            vectors, [images[i][0] for i in good], top_k=max(top_k, 5 if rerank else 1), threshold=threshold
         )
-        if not rerank:
-            return [p.to_dict() for p in predictions]
+        rows = self._rerank(predictions, classifier, top_k) if rerank else [p.to_dict() for p in predictions]
+        by_index = dict(zip(good, rows))
+        return [by_index.get(i) or {"image": images[i][0], "error": errors[i]} for i in range(len(images))]
+
+    def _rerank(self, predictions: list[Any], classifier: Any, top_k: int) -> list[dict[str, Any]]:
         if self.reranker_client is None:
             raise NotAvailable("this server has no LLM for re-ranking (start it with --llm-url and --llm-model)")
         from ..rerank.reranker import Reranker
 
         language = getattr(classifier.templates, "language", None)
-        reranker = Reranker(self.reranker_client, "cot-zh" if language == "zh" else "cot-en", top_k=min(5, len(labels)))
-        results = reranker.rerank_many(predictions)
+        candidates = max(1, min(5, len(classifier.labels)))
+        reranker = Reranker(self.reranker_client, "cot-zh" if language == "zh" else "cot-en", top_k=candidates)
         rows = []
-        for result in results:
+        for result in reranker.rerank_many(predictions):
             row = result.to_dict()
             row["predictions"] = row["predictions"][:top_k]
             rows.append(row)
         return rows
 
-    def search(self, query: str | np.ndarray, top_k: int = 10) -> list[dict[str, Any]]:
+    def search(
+        self, *, text: str | None = None, image: bytes | None = None, top_k: int = 10, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The store's nearest images to a text (always read as text, never as a path) or to an image's bytes."""
+        from .guard import check_labels
+
         if self.store is None:
             raise NotAvailable("this server has no embedding store (start it with --store DIR)")
-        return [hit.to_dict() for hit in self.store.search(query, top_k=top_k)]
-
-    def image_vector(self, data: bytes, name: str) -> np.ndarray:
-        return self.embed_images([(name, data)])[0]
+        if (text is None) == (image is None):
+            raise LabelError("give exactly one of a text or an image")
+        if text is not None:
+            check_labels([text], max_labels=1, max_chars=self.settings.max_label_chars)
+            vector = self.encoder.encode_texts([text])[0]
+        else:
+            vector = self.embed_images([("query image", image or b"")], deadline)[0]
+        return [hit.to_dict() for hit in self.store.search(vector, top_k=top_k)]
 
     def close(self) -> None:
         self.batcher.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
-import zipfile
+import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,6 @@ def example_images() -> tuple[list[str], str, str]:
     return images, ", ".join(read_labels(here / "labels-en.txt")), ", ".join(read_labels(here / "labels-zh.txt"))
 
 
-def _paths(files: Any) -> list[str]:
-    if not files:
-        return []
-    items = files if isinstance(files, list) else [files]
-    return [str(getattr(f, "name", f)) for f in items]
-
-
 def _model_markdown(service: Service) -> str:
     encoder = service.encoder
     towers: dict[str, int] = {}
@@ -53,40 +48,68 @@ def _model_markdown(service: Service) -> str:
     )
 
 
+def _upload_paths(files: Any) -> list[str]:
+    """The paths Gradio hands a handler for a File input (checked against the upload folder by the caller)."""
+    if not files:
+        return []
+    items = files if isinstance(files, list) else [files]
+    return [str(getattr(f, "name", None) or getattr(f, "path", None) or f) for f in items]
+
+
+def _thumbnail(path: str, side: int = 256) -> Any:
+    """A small copy of a store image for the gallery: pixels, never a server path handed to the browser."""
+    from ..images import load_image
+
+    image = load_image(path, max_pixels=64_000_000, draft=(side, side))
+    image.thumbnail((side, side))
+    return image
+
+
 def build_ui(service: Service) -> Any:
-    """The gr.Blocks app for ``service``."""
+    """The gr.Blocks app for ``service``. Every file argument goes through the service's upload rule first."""
     import gradio as gr
 
     from ..prompts import list_template_sets
+    from .core import DeadlineExceeded, deadline_after
+    from .uploads import UploadLimits, expand_uploads, read_upload
 
     examples, labels_en, labels_zh = example_images()
     templates = list_template_sets()
     has_llm = service.reranker_client is not None
+    settings = service.settings
+    root = service.upload_root or Path(tempfile.gettempdir()) / "gradio"
 
     def classify(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool) -> Any:
-        paths = _paths(files)
+        paths = _upload_paths(files)
         if not paths:
             raise gr.Error("Upload an image or pick an example first.")
-        labels = split_labels(labels_text)
         try:
-            images = [(Path(p).name, Path(p).read_bytes()) for p in paths]
+            images = [read_upload(p, root, settings.max_upload_bytes) for p in paths]
             results = service.classify(
-                images, labels, templates=template, top_k=int(top_k), threshold=threshold or None, rerank=rerank
+                images,
+                split_labels(labels_text),
+                templates=template,
+                top_k=int(top_k),
+                threshold=threshold or None,
+                rerank=rerank,
+                deadline=deadline_after(settings.request_timeout_s),
             )
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
-        first = results[0]
-        bars = {p["label"]: p["score"] for p in first.get("predictions", [])}
+        readable = [r for r in results if "error" not in r]
+        bars = {p["label"]: p["score"] for p in readable[0]["predictions"]} if readable else {}
         table = [
-            [
+            [r["image"], "(could not be read)", r["error"]]
+            if "error" in r
+            else [
                 r["image"],
                 r.get("label") or "(none of these)",
                 ", ".join(f"{p['label']} {p['score']:.3f}" for p in r["predictions"]),
             ]
             for r in results
         ]
-        notes = []
-        for r in results:
+        notes = [f"**{r['image']}** could not be read: {r['error']}" for r in results if "error" in r]
+        for r in readable:
             info = r.get("rerank")
             if info:
                 head = f"**{r['image']}**: " + (
@@ -97,49 +120,69 @@ def build_ui(service: Service) -> Any:
 
     def search(text: str, image: Any, top_k: float) -> Any:
         try:
+            deadline = deadline_after(settings.request_timeout_s)
             if image:
-                query: Any = service.image_vector(Path(image).read_bytes(), Path(image).name)
+                _, data = read_upload(str(image), root, settings.max_upload_bytes)
+                hits = service.search(image=data, top_k=int(top_k), deadline=deadline)
             elif text and text.strip():
-                query = text
+                hits = service.search(text=text, top_k=int(top_k), deadline=deadline)
             else:
                 raise gr.Error("Type a query or give an image.")
-            hits = service.search(query, int(top_k))
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
-        return [(h["paths"][0], f"{h['score']:.3f}") for h in hits if h.get("paths")]
+        gallery = []
+        for hit in hits:
+            try:
+                gallery.append((_thumbnail(hit["path"]), f"{Path(hit['path']).name}  {hit['score']:.3f}"))
+            except ClipzeroError:
+                continue  # an indexed file that is gone or changed: the store's own listing still names it
+        return gallery
 
     def batch_tag(files: Any, labels_text: str, template: str, out_format: str, progress: Any = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for a progress bar)
         from ..outputs import ResultWriter
-        from ..tagging import TagFailure, tag_images
 
-        paths = _paths(files)
+        paths = _upload_paths(files)
         if not paths:
             raise gr.Error("Upload images or a zip of images.")
-        work = Path(tempfile.mkdtemp(prefix="clipzero-tag-"))
-        inputs = _expand(paths, work / "unzipped")
+        deadline = deadline_after(settings.request_timeout_s * 10)
+        limits = UploadLimits(settings.max_upload_bytes, settings.max_zip_entries, int(settings.max_unzip_mb * 2**20))
+        out = root / f"results-{uuid.uuid4().hex}" / f"tags.{out_format}"  # served from the upload folder
         try:
-            classifier = service.classifier(split_labels(labels_text), template)
+            classifier = service.classifier(split_labels(labels_text), template, deadline)
+            items = expand_uploads(paths, root, limits)
+            writer = ResultWriter(out)
+            tagged = failed = 0
+            stopped = ""
+            try:
+                for chunk in _chunks(progress.tqdm(items, desc="tagging"), settings.max_images):
+                    for item in chunk:
+                        if item.error is not None:
+                            failed += 1
+                            writer.write_error({"image": item.name, "error": item.error})
+                    good = [(item.name, item.data) for item in chunk if item.data is not None]
+                    if not good:
+                        continue
+                    vectors, errors = service.embed_partial(good, deadline)
+                    for index, reason in errors.items():
+                        failed += 1
+                        writer.write_error({"image": good[index][0], "error": reason})
+                    kept = [(name, data) for i, (name, data) in enumerate(good) if i not in errors]
+                    predictions = classifier.predict_embeddings(vectors, [name for name, _ in kept], top_k=5)
+                    for (_, data), prediction in zip(kept, predictions):
+                        tagged += 1
+                        writer.write({**prediction.to_dict(), "sha256": hashlib.sha256(data).hexdigest()})
+            except DeadlineExceeded as exc:  # keep what was tagged; say where it stopped
+                stopped = f" Stopped early: {exc}."
+            finally:
+                writer.close()
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
-        out = work / f"tags.{out_format}"
-        writer = ResultWriter(out)
-        tagged = failed = 0
-        for result in progress.tqdm(tag_images(inputs, classifier), total=len(inputs), desc="tagging"):
-            row = result.to_dict()
-            if isinstance(result, TagFailure):
-                failed += 1
-                writer.write_error(row)
-            else:
-                tagged += 1
-                row["image"] = Path(row["image"]).name
-                writer.write(row)
-        writer.close()
         files_out = [str(out)] + ([str(writer.errors_path)] if failed else [])
         return files_out, f"Tagged {tagged} images; {failed} could not be read" + (
             " (see the errors file)." if failed else "."
-        )
+        ) + stopped
 
-    with gr.Blocks(title="clipzero") as demo:
+    with gr.Blocks(title="clipzero", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
             f"# clipzero\nLabel images with free-text labels, zero-shot. Model: `{service.encoder.id}`"
             + (" — try an example below." if examples else "")
@@ -200,23 +243,12 @@ def build_ui(service: Service) -> Any:
     return demo
 
 
-def _expand(paths: list[str], folder: Path) -> list[str]:
-    """Image paths, with the images inside zip files extracted (names flattened, nothing outside ``folder``)."""
-    from ..images import IMAGE_SUFFIXES
-
-    out: list[str] = []
-    for path in paths:
-        if path.lower().endswith(".zip") and zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                for index, info in enumerate(archive.infolist()):
-                    name = Path(info.filename).name
-                    if info.is_dir() or Path(name).suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
-                        continue
-                    target = folder / f"{index:05d}-{name}"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(info) as source:
-                        target.write_bytes(source.read(64 * 2**20 + 1)[: 64 * 2**20])
-                    out.append(str(target))
-        else:
-            out.append(path)
-    return out
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

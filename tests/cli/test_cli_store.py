@@ -112,3 +112,17 @@ def test_classify_reuses_stored_embeddings(tiny_model_dir: Path, tmp_path: Path)
     assert out.stdout.split() == ["1", "5", "True"]  # only the new image was encoded with the store
     cli = run("classify", *map(str, pics), "--labels", "red", "green", "--store", str(store), "--json")
     assert cli.returncode == 0 and len(json.loads(cli.stdout)) == 3
+
+
+def test_a_damaged_store_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    pics = write_pictures(tmp_path / "pics", 2)
+    assert run("index", "add", *map(str, pics), "--store", str(store), "--model", str(tiny_model_dir)).returncode == 0
+    for leftover in store.glob("store.sqlite-*"):  # WAL files of the closed store
+        leftover.unlink()
+    (store / "store.sqlite").write_bytes(b"this is not a database, it was overwritten" * 100)
+    for command in (("index", "info", "--store", str(store)), ("search", "a red circle", "--store", str(store))):
+        result = run(*command)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and "sqlite3" not in result.stderr.split(":")[0]
+        assert str(store / "store.sqlite") in result.stderr and "rebuild" in result.stderr, result.stderr

@@ -4,12 +4,9 @@ from a headless Chromium, by an OpenAPI fuzzer, and by 20 concurrent clients."""
 from __future__ import annotations
 
 import base64
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,37 +15,10 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
+from tests.serving import start_server  # noqa: E402 (after the skip: it needs httpx)
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LABELS = "red circle, blue star, green cross, yellow heart, purple triangle"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(*extra: str, home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, "CLIPZERO_HOME": str(home)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clipzero", "serve", "--port", str(port), "--model", "clipzero-shapes", *extra],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("server did not start within 120 s")
 
 
 @pytest.fixture(scope="module")

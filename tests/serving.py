@@ -1,0 +1,57 @@
+"""Starting a real `clipzero serve` process on 127.0.0.1 for the service tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    *extra: str, home: Path, env: dict[str, str] | None = None, key: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A server with the bundled model; waits until /healthz answers."""
+    port = free_port()
+    environment = {**os.environ, "CLIPZERO_HOME": str(home), **(env or {})}
+    home.mkdir(parents=True, exist_ok=True)
+    # The server's log goes to a file: a pipe nobody reads fills up and blocks the server on its next write.
+    log = open(home / f"serve-{port}.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clipzero", "serve", "--port", str(port), "--model", "clipzero-shapes", *extra],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {(home / f'serve-{port}.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("server did not start within 120 s")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
