@@ -459,3 +459,40 @@ def test_fuzzing_the_ui_endpoints_finds_no_server_errors_or_leaks(server: Server
                 assert "event: complete" in text or "event: error" in text, text[:300]
         assert httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
     assert MARKER not in _all_text_under(server.tmp)
+
+
+# -- a real browser -----------------------------------------------------------------------------------------------
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium package is not installed (make test installs it)")
+def test_a_browser_signs_in_classifies_and_reads_the_docs(server: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        outside: list[str] = []
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server.url) else None)
+        page.goto(server.url, wait_until="networkidle")
+        assert page.url.endswith("/login")
+        page.fill("#key", "wrong")
+        page.click("button[type=submit]")
+        expect(page.locator(".error")).to_contain_text("Wrong key")
+        page.fill("#key", KEY)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server.url}/", wait_until="networkidle")
+        page.locator("#classify-files input[type=file]").set_input_files(str(EXAMPLES / "green-cross.png"))
+        expect(page.locator("#classify-files")).to_contain_text("green-cross", timeout=30_000)  # the upload passed
+        page.locator("#classify-labels textarea").fill(LABELS)
+        page.locator("#classify-button").click()
+        expect(page.locator("#classify-result")).to_contain_text("green cross", timeout=60_000)
+        page.goto(f"{server.url}/docs", wait_until="networkidle")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=30_000)  # Swagger UI rendered
+        expect(page.locator("body")).to_contain_text("/v1/classify")
+        browser.close()
+    assert outside == []  # nothing was fetched from anywhere but this server

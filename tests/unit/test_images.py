@@ -144,3 +144,27 @@ def test_jpeg_draft_decodes_smaller_but_never_below_the_request(tmp_path: Path) 
     assert load_image(path).size == (640, 480)
     png = _save(Image.new("RGB", (640, 480)), tmp_path / "big.png")
     assert load_image(png, draft=(224, 224)).size == (640, 480)  # only JPEG has a draft mode
+
+
+def test_device_files_and_fifos_are_refused_without_reading(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(ImageError, match="not a regular file"):
+            load_image(path)
+
+
+def test_huge_images_are_shrunk_right_after_decoding() -> None:
+    from clipzero.images import HUGE_PIXELS
+
+    side = int(HUGE_PIXELS**0.5) + 100
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (10, 200, 30)).save(buffer, format="PNG")
+    shrunk = load_image(buffer.getvalue(), draft=(224, 224))
+    assert 448 <= shrunk.width < side // 2 and shrunk.getpixel((5, 5)) == (10, 200, 30)
+    assert load_image(buffer.getvalue()).size == (side, side)  # without a draft size, nothing is lost
+    small = io.BytesIO()
+    Image.new("RGB", (1000, 800), (1, 2, 3)).save(small, format="PNG")
+    assert load_image(small.getvalue(), draft=(224, 224)).size == (1000, 800)  # ordinary images are untouched

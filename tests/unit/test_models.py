@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -258,3 +259,27 @@ def test_local_dir_needs_config(tmp_path: Path) -> None:
     (tmp_path / "open_clip_config.json").write_text(json.dumps({"nothing": 1}))
     with pytest.raises(ModelLoadError, match="model_cfg"):
         load_model(str(tmp_path))
+
+
+def test_tokenizing_is_bounded_whatever_the_text(tiny_encoder: object) -> None:
+    """A client's 2,000-character word used to cost the quadratic BPE in full; only what fits the context counts."""
+    import random
+    import string
+
+    from clipzero.encoder import bounded_text
+
+    encoder: Any = tiny_encoder
+    context = encoder.context_length
+    rng = random.Random(0)
+    word = "".join(rng.choice(string.ascii_lowercase) for _ in range(2000))
+    bounded = bounded_text(word, context)
+    assert len(bounded.replace(" ", "")) == context * 12 and max(len(part) for part in bounded.split()) == 64
+    assert encoder.count_tokens(word) > context  # still reported as over the context (a truncation warning)
+    for text in ("a photo of a red circle.", "一张红色圆形的照片。", "a photo of a " + "very " * 20 + "long label"):
+        assert bounded_text(text, context) == text  # real labels and sentences are untouched
+    vectors = encoder.encode_texts([word, word[:500]])
+    assert vectors.shape == (2, encoder.embed_dim) and np.isfinite(vectors).all()
+    cache = getattr(encoder.tokenizer, "cache", None)
+    if isinstance(cache, dict):  # open_clip's word cache is reset before it grows without end
+        encoder.encode_texts([" ".join(f"w{i}x{rng.random()}" for i in range(500)) for _ in range(60)])
+        assert len(cache) <= 20_000 + 500

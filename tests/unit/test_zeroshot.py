@@ -11,6 +11,7 @@ import torch
 
 from clipzero import ClipzeroWarning, LabelError, ZeroShotClassifier, read_labels
 from clipzero.encoder import Encoder
+from clipzero.prompts import load_templates
 
 LABELS = ["red circle", "green square", "blue star", "yellow heart"]
 
@@ -189,3 +190,49 @@ def test_label_cache_can_be_disabled(tiny_encoder: Encoder) -> None:
     assert len(default_label_cache()) == 0
     ZeroShotClassifier(tiny_encoder, ["cat", "dog", "bird"], templates="photo")
     assert len(default_label_cache()) == 1  # only the label this classifier encoded ("bird")
+
+
+def test_label_caches_stay_under_their_caps(tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server sees a new label set on every request: neither cache may grow without end."""
+    import clipzero.labelcache as labelcache
+
+    monkeypatch.setenv("CLIPZERO_LABEL_CACHE_ENTRIES", "50")
+    memory = labelcache.MemoryLabelCache(max_entries=30)
+    monkeypatch.setattr(labelcache, "_MEMORY", memory)
+    disk = labelcache.default_label_cache()
+    assert disk.max_entries == 50
+    for i in range(1000):
+        ZeroShotClassifier(tiny_encoder, [f"thing {i}", "kept"], templates="photo")
+        assert len(disk) <= 50 and len(memory) <= 30
+    assert len(disk) == 50
+    # "kept" was used by every set, so it is this process's most recently used label and was never evicted.
+    key = (tiny_encoder.id, load_templates("photo").content_hash, "kept")
+    assert memory.get(key) is not None
+    assert disk.get_many([(tiny_encoder.id, load_templates("photo").content_hash, "thing 0")]) == {}
+
+
+def test_the_persistent_label_cache_evicts_the_least_recently_used(tmp_path: Path) -> None:
+    from clipzero.labelcache import LabelCache
+
+    cache = LabelCache(tmp_path / "labels.sqlite", max_entries=3)
+    vector = np.ones(4, np.float32)
+    cache.put_many({("m", "t", name): vector for name in ("a", "b", "c")})
+    assert len(cache.get_many([("m", "t", "a")])) == 1  # reading "a" makes it recent
+    cache.put_many({("m", "t", "d"): vector})
+    assert sorted(k[2] for k in cache.get_many([("m", "t", n) for n in "abcd"])) == ["a", "c", "d"]
+
+
+def test_a_label_cache_written_before_eviction_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    from clipzero.labelcache import LabelCache
+
+    path = tmp_path / "labels.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE labels (model TEXT NOT NULL, templates TEXT NOT NULL, label TEXT NOT NULL, "
+                   "vector BLOB NOT NULL, PRIMARY KEY (model, templates, label))")  # fmt: skip
+        db.execute("INSERT INTO labels VALUES ('m', 't', 'old', ?)", (np.ones(4, np.float32).tobytes(),))
+    cache = LabelCache(path, max_entries=2)
+    assert list(cache.get_many([("m", "t", "old")])) == [("m", "t", "old")]
+    cache.put_many({("m", "t", f"new {i}"): np.zeros(4, np.float32) for i in range(3)})
+    assert len(cache) == 2
