@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -55,3 +59,29 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+def chromium() -> str | None:
+    """Debian's chromium (installed by `make browser`), or None."""
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+#: Skips a browser test where chromium is missing.
+needs_chromium = pytest.mark.skipif(
+    chromium() is None, reason="Debian's chromium package is not installed (make test installs it)"
+)
+
+
+@contextlib.contextmanager
+def browser_page() -> Iterator[Any]:
+    """A headless Chromium page, driven by Playwright with the system's chromium (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()

@@ -4,7 +4,6 @@ from a headless Chromium, by an OpenAPI fuzzer, and by 20 concurrent clients."""
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from tests.serving import start_server  # noqa: E402 (after the skip: it needs httpx)
+from tests.serving import browser_page, needs_chromium, start_server  # noqa: E402 (after the skip: it needs httpx)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LABELS = "red circle, blue star, green cross, yellow heart, purple triangle"
@@ -139,25 +138,18 @@ def test_gradio_client_calls_the_ui(server: str) -> None:
     assert table["data"][0][:2] == ["purple-triangle.png", "purple triangle"]
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium package is not installed (make test installs it)")
+@needs_chromium
 def test_browser_uploads_an_example_and_sees_the_label(server: str) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+    with browser_page() as page:
         page.goto(server, wait_until="networkidle")
         page.locator("#classify-files input[type=file]").set_input_files(str(EXAMPLES / "orange-square.png"))
         expect(page.locator("#classify-files")).to_contain_text("orange-square", timeout=30_000)  # uploaded
         page.locator("#classify-labels textarea").fill(LABELS + ", orange square")  # under this server's limit
         page.locator("#classify-button").click()
         expect(page.locator("#classify-result")).to_contain_text("orange square", timeout=60_000)
-        browser.close()
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from tests.serving import start_server, stop_server  # noqa: E402 (after the skip: it needs httpx)
+from tests.serving import browser_page, needs_chromium, start_server, stop_server  # noqa: E402 (after the skip: it needs httpx)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LABELS = "red circle, blue star, green cross, yellow heart, purple triangle"
@@ -462,20 +462,12 @@ def test_fuzzing_the_ui_endpoints_finds_no_server_errors_or_leaks(server: Server
 
 
 # -- a real browser -----------------------------------------------------------------------------------------------
-def _chromium() -> str | None:
-    import shutil
-
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium package is not installed (make test installs it)")
+@needs_chromium
 def test_a_browser_signs_in_classifies_and_reads_the_docs(server: Server) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+    with browser_page() as page:
         outside: list[str] = []
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server.url) else None)
         page.goto(server.url, wait_until="networkidle")
@@ -494,5 +486,28 @@ def test_a_browser_signs_in_classifies_and_reads_the_docs(server: Server) -> Non
         page.goto(f"{server.url}/docs", wait_until="networkidle")
         expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=30_000)  # Swagger UI rendered
         expect(page.locator("body")).to_contain_text("/v1/classify")
-        browser.close()
     assert outside == []  # nothing was fetched from anywhere but this server
+
+
+def test_a_request_past_its_deadline_gets_503_and_its_work_is_kept(tmp_path: Path) -> None:
+    import base64
+
+    process, url = start_server("--request-timeout", "0.5", "--no-ui", home=tmp_path / "home")
+    try:
+        image = base64.b64encode((EXAMPLES / "red-circle.png").read_bytes()).decode()
+        labels = [f"shape number {i} of many" for i in range(300)]
+        body = {"images": [image], "labels": labels, "templates": "ensemble-en"}
+        response = httpx.post(f"{url}/v1/classify", json=body, timeout=60)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["type"] == "DeadlineExceeded"
+        assert "0.5 s" in response.json()["error"]["message"]
+        assert httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the encode went on, bounded by the limits, and its result is kept
+            response = httpx.post(f"{url}/v1/classify", json=body, timeout=60)
+            if response.status_code == 200:
+                break
+            time.sleep(1)
+        assert response.status_code == 200 and len(response.json()["results"][0]["predictions"]) == 5
+    finally:
+        stop_server(process)
