@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import json
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = ["ServiceGate"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
+Headers = Sequence[tuple[bytes, bytes]]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -61,13 +62,13 @@ def _cookies(headers: dict[str, str]) -> dict[str, str]:
     return cookies
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: str, extra: list[tuple[bytes, bytes]]) -> None:
+async def _respond(send: Send, status: int, body: bytes, content_type: str, extra: Headers) -> None:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Send, status: int, kind: str, message: str, extra: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006 (never mutated)
+async def _error(send: Send, status: int, kind: str, message: str, extra: Headers = ()) -> None:
     body = json.dumps({"error": {"type": kind, "message": message}}).encode()
     await _respond(send, status, body, "application/json", extra)
 
@@ -120,7 +121,8 @@ class ServiceGate:
             except ClientPathRefused as exc:
                 await _error(send, 403, "ClientPathRefused", str(exc))
                 return
-        if path.startswith("/gradio_api/") and "json" in headers.get("content-type", ""):
+        if path.startswith("/gradio_api/") and not headers.get("content-type", "").startswith("multipart/"):
+            # Any body but an upload may be read as JSON somewhere behind (with or without its content type).
             await self._checked_gradio_call(scope, receive, send)
             return
         await self._bounded(scope, receive, send)

@@ -117,6 +117,11 @@ def test_ui_file_arguments_must_be_uploads(server: Server) -> None:
             assert MARKER not in text and "root:" not in text
             assert time.monotonic() - started < 5, (name, path)
             assert httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
+    body = json.dumps({"data": calls["tag"](_fd("/etc/passwd"))}).encode()
+    for content_type in ("text/plain", "application/octet-stream"):  # not labelled JSON: checked all the same
+        response = httpx.post(f"{server.url}/gradio_api/call/tag", content=body,
+                              headers={**H, "Content-Type": content_type})  # fmt: skip
+        assert response.status_code == 400 and "refused" in response.text, (content_type, response.text)
     for path in (str(server.secret / "secret.txt"), "/etc/passwd"):
         response = httpx.get(f"{server.url}/gradio_api/file={path}", headers=H)
         assert response.status_code == 403 and MARKER not in response.text and "root:" not in response.text
