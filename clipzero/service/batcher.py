@@ -62,10 +62,17 @@ class MicroBatcher:
         self._queue.put((pixels, future))
         return future
 
-    def encode(self, images: list[Any]) -> np.ndarray:
-        """Embed preprocessed images (blocking), sharing batches with other callers."""
+    def encode(self, images: list[Any], timeout: float | None = None) -> np.ndarray:
+        """Embed preprocessed images (blocking), sharing batches with other callers.
+
+        Raises:
+            concurrent.futures.TimeoutError: they were not all encoded within ``timeout`` seconds.
+        """
         futures = [self.submit(p) for p in images]
-        return np.stack([f.result() for f in futures]) if futures else np.zeros((0, self.encoder.embed_dim), np.float32)
+        if not futures:
+            return np.zeros((0, self.encoder.embed_dim), np.float32)
+        end = None if timeout is None else time.monotonic() + timeout
+        return np.stack([f.result(timeout=None if end is None else max(0.0, end - time.monotonic())) for f in futures])
 
     def _run(self) -> None:
         import torch

@@ -101,12 +101,8 @@ def deadline_after(seconds: float) -> float:
 
 
 def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise DeadlineExceeded("the request ran past this server's time limit (--request-timeout)")
-    return left
+    """Seconds left until ``deadline`` (0 once it has passed: a wait then times out at once), or None for none."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class Service:
@@ -234,13 +230,6 @@ class Service:
                 f"{len(images)} images, over this server's limit of {self.settings.max_images} per request"
             )
 
-    def _encode(self, pixels: list[Any], deadline: float | None) -> np.ndarray:
-        futures = [self.batcher.submit(p) for p in pixels]
-        try:
-            return np.stack([f.result(timeout=_remaining(deadline)) for f in futures])
-        except FutureTimeout as exc:
-            raise DeadlineExceeded("images were still being encoded at this server's time limit") from exc
-
     # -- operations ----------------------------------------------------------------------------------------------
     def embed_partial(
         self, images: list[tuple[str, bytes]], deadline: float | None = None
@@ -256,11 +245,12 @@ class Service:
                 errors[index] = exc.reason
                 self.batcher.expect(-1)
             except BaseException:
-                self.batcher.expect(-(len(images) - index))
+                self.batcher.expect(-(len(images) - len(errors)))  # none of this request's images will come
                 raise
-        if not pixels:
-            return np.zeros((0, self.encoder.embed_dim), np.float32), errors
-        return self._encode(pixels, deadline), errors
+        try:
+            return self.batcher.encode(pixels, timeout=_remaining(deadline)), errors
+        except FutureTimeout as exc:
+            raise DeadlineExceeded("images were still being encoded at this server's time limit") from exc
 
     def embed_images(self, images: list[tuple[str, bytes]], deadline: float | None = None) -> np.ndarray:
         """Embeddings of every image; ImageError names the first unreadable one."""
