@@ -287,18 +287,34 @@ class Service:
         """
         self.check_images(images)
         classifier = self.classifier(labels, templates, deadline)
-        vectors, errors = self.embed_partial(images, deadline)
-        if len(errors) == len(images):
-            raise ImageError(
-                "no image could be read", "; ".join(f"{images[i][0]}: {errors[i]}" for i in sorted(errors))
-            )
-        good = [i for i in range(len(images)) if i not in errors]
-        predictions = classifier.predict_embeddings(
-            vectors, [images[i][0] for i in good], top_k=max(top_k, 5 if rerank else 1), threshold=threshold
+        predictions = self.predict_partial(
+            classifier, images, top_k=max(top_k, 5 if rerank else 1), threshold=threshold, deadline=deadline
         )
-        rows = self._rerank(predictions, classifier, top_k) if rerank else [p.to_dict() for p in predictions]
-        by_index = dict(zip(good, rows))
-        return [by_index.get(i) or {"image": images[i][0], "error": errors[i]} for i in range(len(images))]
+        readable = [p for p in predictions if p.error is None]
+        if not readable:
+            raise ImageError("no image could be read", "; ".join(f"{p.image}: {p.error}" for p in predictions))
+        rows = iter(self._rerank(readable, classifier, top_k) if rerank else [p.to_dict() for p in readable])
+        return [next(rows) if p.error is None else p.to_dict() for p in predictions]
+
+    def predict_partial(
+        self,
+        classifier: Any,
+        images: list[tuple[str, bytes]],
+        *,
+        top_k: int = 5,
+        threshold: float | None = None,
+        deadline: float | None = None,
+    ) -> list[Any]:
+        """One :class:`~clipzero.zeroshot.Prediction` per image, in order; an unreadable image's has ``error``."""
+        from ..zeroshot import Prediction
+
+        vectors, errors = self.embed_partial(images, deadline)
+        names = [name for i, (name, _) in enumerate(images) if i not in errors]
+        found = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold))
+        return [
+            Prediction(image=name, label=None, error=errors[i]) if i in errors else next(found)
+            for i, (name, _) in enumerate(images)
+        ]
 
     def _rerank(self, predictions: list[Any], classifier: Any, top_k: int) -> list[dict[str, Any]]:
         if self.reranker_client is None:

@@ -56,11 +56,11 @@ def _upload_paths(files: Any) -> list[str]:
     return [str(getattr(f, "name", None) or getattr(f, "path", None) or f) for f in items]
 
 
-def _thumbnail(path: str, side: int = 256) -> Any:
+def _thumbnail(path: str, max_pixels: int, side: int = 256) -> Any:
     """A small copy of a store image for the gallery: pixels, never a server path handed to the browser."""
     from ..images import load_image
 
-    image = load_image(path, max_pixels=64_000_000, draft=(side, side))
+    image = load_image(path, max_pixels=max_pixels, draft=(side, side))
     image.thumbnail((side, side))
     return image
 
@@ -133,7 +133,8 @@ def build_ui(service: Service) -> Any:
         gallery = []
         for hit in hits:
             try:
-                gallery.append((_thumbnail(hit["path"]), f"{Path(hit['path']).name}  {hit['score']:.3f}"))
+                thumbnail = _thumbnail(hit["path"], settings.max_pixels)
+                gallery.append((thumbnail, f"{Path(hit['path']).name}  {hit['score']:.3f}"))
             except ClipzeroError:
                 continue  # an indexed file that is gone or changed: the store's own listing still names it
         return gallery
@@ -162,15 +163,14 @@ def build_ui(service: Service) -> Any:
                     good = [(item.name, item.data) for item in chunk if item.data is not None]
                     if not good:
                         continue
-                    vectors, errors = service.embed_partial(good, deadline)
-                    for index, reason in errors.items():
-                        failed += 1
-                        writer.write_error({"image": good[index][0], "error": reason})
-                    kept = [(name, data) for i, (name, data) in enumerate(good) if i not in errors]
-                    predictions = classifier.predict_embeddings(vectors, [name for name, _ in kept], top_k=5)
-                    for (_, data), prediction in zip(kept, predictions):
-                        tagged += 1
-                        writer.write({**prediction.to_dict(), "sha256": hashlib.sha256(data).hexdigest()})
+                    predictions = service.predict_partial(classifier, good, deadline=deadline)
+                    for (_, data), prediction in zip(good, predictions):
+                        if prediction.error is not None:
+                            failed += 1
+                            writer.write_error(prediction.to_dict())
+                        else:
+                            tagged += 1
+                            writer.write({**prediction.to_dict(), "sha256": hashlib.sha256(data).hexdigest()})
             except DeadlineExceeded as exc:  # keep what was tagged; say where it stopped
                 stopped = f" Stopped early: {exc}."
             finally:
