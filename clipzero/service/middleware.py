@@ -7,7 +7,7 @@ It wraps the whole ASGI app (the API and the mounted Gradio UI alike), so no rou
 * every request body is counted as it is read, chunked or not, and a request over ``max_upload_bytes`` gets 413;
 * a JSON body sent to the UI's Gradio API is read in full (within that limit) and every file argument in it must
   be a file uploaded to this server (:func:`guard.uploaded_file`), before Gradio sees it;
-* ``/gradio_api/file=`` serves only files inside the upload folder.
+* ``/gradio_api/file=`` (and its old form ``/gradio_api/file/``) serves only files inside the upload folder.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _OPEN_PATHS = frozenset({"/healthz", "/login"})
+#: Gradio's routes that serve a file named in the URL (the second is its deprecated spelling).
+_FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")
 
 _LOGIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>clipzero: sign in</title>
@@ -114,14 +116,17 @@ class ServiceGate:
         if length.isdigit() and int(length) > self.limit:
             await _error(send, 413, "PayloadTooLarge", self._too_large(int(length)))
             return
-        if path.startswith("/gradio_api/file="):
-            target = urllib.parse.unquote(path.removeprefix("/gradio_api/file="))
+        served = next((path[len(p) :] for p in _FILE_ROUTES if path.startswith(p)), None)
+        if served is not None:
+            target = urllib.parse.unquote(served)
             try:
                 uploaded_file(target, self.upload_root)
             except ClientPathRefused as exc:
                 await _error(send, 403, "ClientPathRefused", str(exc))
                 return
-        if path.startswith("/gradio_api/") and not headers.get("content-type", "").startswith("multipart/"):
+        has_body = scope.get("method") not in ("GET", "HEAD", "OPTIONS")
+        upload = headers.get("content-type", "").startswith("multipart/")
+        if has_body and path.startswith("/gradio_api/") and not upload:
             # Any body but an upload may be read as JSON somewhere behind (with or without its content type).
             await self._checked_gradio_call(scope, receive, send)
             return

@@ -123,8 +123,10 @@ def test_ui_file_arguments_must_be_uploads(server: Server) -> None:
                               headers={**H, "Content-Type": content_type})  # fmt: skip
         assert response.status_code == 400 and "refused" in response.text, (content_type, response.text)
     for path in (str(server.secret / "secret.txt"), "/etc/passwd"):
-        response = httpx.get(f"{server.url}/gradio_api/file={path}", headers=H)
-        assert response.status_code == 403 and MARKER not in response.text and "root:" not in response.text
+        for route in ("file=", "file/"):
+            response = httpx.get(f"{server.url}/gradio_api/{route}{path}", headers=H)
+            assert response.status_code == 403 and MARKER not in response.text and "root:" not in response.text
+            assert response.json()["error"]["type"] == "ClientPathRefused"
     assert MARKER not in _all_text_under(server.tmp)  # nothing was copied where it could be downloaded
 
 
