@@ -1,20 +1,15 @@
 """The clipzero web demo and HTTP API on one port: `python app.py`, then open http://127.0.0.1:7860.
 
-Options are those of `clipzero serve` (`python app.py --help`). Without --model (or CLIPZERO_MODEL) the demo runs
-the bundled offline model, clipzero-shapes, so it works anywhere with one click on an example.
+It is `clipzero serve` exactly: the same options (`python app.py --help`) and the same defaults (the model from
+--model, CLIPZERO_MODEL or the config file, else the built-in default). With no network, run the bundled model:
+`python app.py --model clipzero-shapes`.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 from clipzero.cli import main
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if not any(a == "--model" or a.startswith("--model=") or a == "-m" for a in args) and not os.environ.get(
-        "CLIPZERO_MODEL"
-    ):
-        args = ["--model", "clipzero-shapes", *args]
-    sys.exit(main(["serve", *args]))
+    sys.exit(main(["serve", *sys.argv[1:]]))

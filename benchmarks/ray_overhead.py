@@ -46,7 +46,7 @@ def main() -> None:
         make_images(work / "images", args.images)
         local_wall, local = tag(work / "model", work / "images", work / "local.jsonl")
         ray_wall, remote = tag(work / "model", work / "images", work / "ray.jsonl", "--engine", "ray")
-        from clipzero.shardindex import build_from_shards, choose_layout
+        from clipzero.store.sharded import build_from_shards, choose_layout
 
         shards = sorted((work / "ray.jsonl.embeddings").glob("*.parquet"))
         summary = build_from_shards(shards, work / "index" / "merged.index")

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from clipzero._index import IndexSpec, build_index
+from clipzero.store.index_kinds import IndexSpec, build_index
 
 
 def clustered(n: int, dim: int, seed: int = 0, clusters: int = 2000) -> np.ndarray:

@@ -76,7 +76,7 @@ _LAZY = {
     "Encoder": "encoder",
     "SearchHit": "store",
     "find_images": "images",
-    "open_store": "store",
+    "open_store": "factory",
     "LabelScore": "zeroshot",
     "ModelInfo": "modelinfo",
     "Prediction": "zeroshot",
@@ -93,11 +93,12 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .encoder import Encoder
+    from .factory import open_store
     from .images import find_images, load_image
     from .modelinfo import ModelInfo, describe_model
     from .models import load_model, register_model
     from .prompts import TemplateSet, list_template_sets, load_templates
-    from .store import EmbeddingStore, SearchHit, open_store
+    from .store import EmbeddingStore, SearchHit
     from .tagging import TagFailure, TagResult, TagSummary, tag_images
     from .zeroshot import LabelScore, Prediction, ZeroShotClassifier, read_labels
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import _hub
+from . import hub
 from .errors import ClipzeroError
 
 __all__ = ["ModelEntry", "list_models"]
@@ -33,7 +33,7 @@ class ModelEntry:
 
 def _cached_hub_repos() -> list[str]:
     """open_clip repositories (those with open_clip_config.json) found in the Hugging Face cache."""
-    root = _hub.hub_cache_dir()
+    root = hub.hub_cache_dir()
     if not root.is_dir():
         return []
     return [

@@ -1,9 +1,9 @@
 """Where clipzero keeps its files, and the user's settings.
 
 Settings come from, highest first: an explicit argument or flag, the environment (``CLIPZERO_MODEL``,
-``CLIPZERO_PRECISION``, ``CLIPZERO_DEVICE``, ``CLIPZERO_TEMPLATES``,
-``CLIPZERO_LABEL_CACHE_ENTRIES``), the config file
-(``$CLIPZERO_HOME/config.toml`` or ``$CLIPZERO_CONFIG``), then the defaults below.
+``CLIPZERO_PRECISION``, ``CLIPZERO_DEVICE``, ``CLIPZERO_TEMPLATES``, ``CLIPZERO_LABEL_CACHE_ENTRIES``,
+``CLIPZERO_LLM_URL``, ``CLIPZERO_LLM_MODEL``), the config file (``$CLIPZERO_HOME/config.toml`` or
+``$CLIPZERO_CONFIG``), then the defaults below. :mod:`clipzero.factory` applies this order for every door.
 """
 
 from __future__ import annotations
@@ -17,13 +17,22 @@ import tomllib
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TEMPLATES", "PRECISIONS", "Settings", "config_path", "home", "load_settings"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TEMPLATES",
+    "ENV",
+    "PRECISIONS",
+    "Settings",
+    "config_path",
+    "home",
+    "load_settings",
+]
 
 #: The default for users with internet: the open_clip pretrained model with the best ImageNet zero-shot top-1 at
 #: about ViT-B/32 cost (72.8%, against 66.6% for ViT-B-32 laion2b_s34b_b79k and 63.3% for OpenAI's ViT-B/32).
 DEFAULT_MODEL = "ViT-B-32-256:datacomp_s34b_b86k"
 DEFAULT_TEMPLATES = "ensemble-en"
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -45,20 +54,25 @@ class Settings:
 
     Attributes:
         model: the model spec used when none is given.
-        precision: one of fp32, bf16, fp16 (GPU only), int8.
+        precision: auto (the fast one for the device: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32),
+            fp32, bf16, fp16 (GPU only) or int8 (CPU only).
         device: auto, cpu, cuda (or cuda:N) or mps.
         templates: the template set used when none is given (a name or a path).
         models: the user's own model names, each mapping to a spec (``mine = "ViT-B-32:/data/w.safetensors"``).
         label_cache_entries: the most label embeddings the persistent label cache keeps (least recently used
             are evicted first).
+        llm_url: the OpenAI-compatible server for re-ranking and label descriptions ("" for none).
+        llm_model: the model name that server serves.
     """
 
     model: str = DEFAULT_MODEL
-    precision: str = "fp32"
+    precision: str = "auto"
     device: str = "auto"
     templates: str = DEFAULT_TEMPLATES
     models: dict[str, str] = field(default_factory=dict)
     label_cache_entries: int = 100_000
+    llm_url: str = ""
+    llm_model: str = ""
 
     def __post_init__(self) -> None:
         for name in ("model", "precision", "device", "templates"):
@@ -80,14 +94,20 @@ class Settings:
             raise ConfigError(f"label_cache_entries must be a whole number, got {entries!r}")
         if self.label_cache_entries < 1:
             raise ConfigError(f"label_cache_entries must be at least 1, got {self.label_cache_entries}")
+        for name in ("llm_url", "llm_model"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"setting {name!r} must be a string, got {getattr(self, name)!r}")
 
 
-_ENV = {
+#: setting -> its environment variable.
+ENV = {
     "model": "CLIPZERO_MODEL",
     "precision": "CLIPZERO_PRECISION",
     "device": "CLIPZERO_DEVICE",
     "templates": "CLIPZERO_TEMPLATES",
     "label_cache_entries": "CLIPZERO_LABEL_CACHE_ENTRIES",
+    "llm_url": "CLIPZERO_LLM_URL",
+    "llm_model": "CLIPZERO_LLM_MODEL",
 }
 
 
@@ -116,7 +136,7 @@ def load_settings(path: Path | None = None) -> Settings:
             raise ConfigError(
                 f"config file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-    for key, var in _ENV.items():
+    for key, var in ENV.items():
         if os.environ.get(var):
             values[key] = os.environ[var]
     try:

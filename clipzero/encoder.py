@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import ClipzeroError
-from .images import ImageSource, load_image
+from .errors import ConfigError
+from .images import ImageSource
+from .pipeline import Decoder, decode
 
-__all__ = ["Encoder", "apply_precision", "bounded_text", "default_precision", "resolve_device"]
+__all__ = ["Encoder", "apply_precision", "bounded_text", "check_precision", "default_precision", "resolve_device"]
 
 #: Runs of this many non-space characters or more are split before tokenizing (see :func:`bounded_text`).
 _LONG_RUN = re.compile(r"\S{64,}")
@@ -45,9 +46,11 @@ def resolve_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:
-        raise ClipzeroError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ClipzeroError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+        raise ConfigError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r} was asked for but Apple MPS is not available here; use --device cpu")
     return resolved
 
 
@@ -66,6 +69,20 @@ def default_precision(device: torch.device) -> str:
     return "fp32"
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision the device cannot run, before any model loads.
+
+    Raises:
+        ConfigError: an unknown precision, fp16 on a CPU, or int8 off the CPU.
+    """
+    if precision not in ("fp32", "bf16", "fp16", "int8"):
+        raise ConfigError(f"unknown precision {precision!r}: use fp32, bf16, fp16 or int8 (or auto)")
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("precision fp16 needs a GPU; on the CPU use bf16 (or int8)")
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError(f"precision int8 (dynamic quantization) runs on the CPU only, not {device.type}")
+
+
 def apply_precision(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
     """Move ``model`` to ``device`` and cast it for inference.
 
@@ -73,17 +90,14 @@ def apply_precision(model: torch.nn.Module, precision: str, device: torch.device
     bf16 autocast was slower than fp32); int8 quantizes every ``nn.Linear`` dynamically (weights int8, activations
     quantized per batch), which runs on the CPU only.
     """
+    check_precision(precision, device)
     if precision == "fp32":
         return model.to(device=device, dtype=torch.float32)
     if precision == "bf16":
         return model.to(device=device, dtype=torch.bfloat16)
     if precision == "fp16":
-        if device.type == "cpu":
-            raise ClipzeroError("precision fp16 needs a GPU; on the CPU use bf16 (or int8)")
         return model.to(device=device, dtype=torch.float16)
     if precision == "int8":
-        if device.type != "cpu":
-            raise ClipzeroError(f"precision int8 (dynamic quantization) runs on the CPU only, not {device.type}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch announces a future move of eager quantization
             from torch.ao.quantization import quantize_dynamic
@@ -95,7 +109,7 @@ def apply_precision(model: torch.nn.Module, precision: str, device: torch.device
             if hasattr(module, "get_weight_dtype"):
                 module.get_weight_dtype = lambda: torch.float32
         return quantized
-    raise ClipzeroError(f"unknown precision {precision!r}: use fp32, bf16, fp16 or int8")
+    raise AssertionError(precision)  # check_precision refused it
 
 
 class Encoder:
@@ -137,6 +151,7 @@ class Encoder:
         self.precision = precision
         self.device = torch.device(device)
         self.spec = id  # the spec it was loaded from; load_model sets it
+        self.adapter: str | None = None  # the LoRA adapter folder merged in, if any; load_model sets it
         self.texts_encoded = 0
         self.images_encoded = 0
         params = [p for p in model.parameters() if p.is_floating_point()]
@@ -146,7 +161,8 @@ class Encoder:
         self.embed_dim = int(self._probe_dim())
         size: Any = getattr(getattr(model, "visual", None), "image_size", None) or 224
         side = int(max(size) if isinstance(size, (tuple, list)) else size)
-        self._draft = (side, side)  # JPEGs decode at a reduced scale still at least the model's input size
+        #: JPEGs decode at a reduced scale still at least the model's input side (see :mod:`clipzero.pipeline`).
+        self.draft_size = (side, side)
 
     @classmethod
     def from_open_clip(
@@ -233,7 +249,8 @@ class Encoder:
 
     def preprocess_images(self, images: Sequence[ImageSource]) -> torch.Tensor:
         """Load and preprocess images into one batch tensor (n, 3, H, W); raises ImageError on a bad image."""
-        return torch.stack([self.preprocess(load_image(image, draft=self._draft)) for image in images])
+        decoder = Decoder.for_encoder(self)
+        return torch.stack([decode(image, decoder) for image in images])
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed already preprocessed images (n, 3, H, W) -> float32 (n, embed_dim), L2-normalised."""

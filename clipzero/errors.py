@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "ImageError",
     "LabelError",
+    "MissingExtraError",
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelUnavailableError",
@@ -87,5 +88,11 @@ class DatasetError(ClipzeroError):
 
 class AdapterError(ClipzeroError):
     """A fine-tuned head or adapter file is missing, malformed, or made for another model or label set."""
+
+    exit_code = 2
+
+
+class MissingExtraError(ClipzeroError):
+    """A feature needs an optional dependency that is not installed; the message names the extra to install."""
 
     exit_code = 2

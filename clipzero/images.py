@@ -29,6 +29,7 @@ __all__ = [
     "ImageSource",
     "find_images",
     "load_image",
+    "read_image_file",
     "release_memory",
     "source_name",
     "to_rgb",
@@ -159,29 +160,38 @@ def release_memory() -> None:
 _LIBC: Any = None
 
 
+def read_image_file(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
+    """The bytes and stat of an image file: regular files only, read once.
+
+    Raises:
+        ImageError: missing, a directory, a device or FIFO, empty, or unreadable (the reason says which).
+    """
+    name = os.fspath(path)
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise ImageError(name, "is a directory, not an image file")
+        info = target.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(name, "not a regular file (a device, FIFO or socket): refused")
+        if info.st_size == 0:
+            raise ImageError(name, "empty file (0 bytes)")
+        return target.read_bytes(), info
+    except FileNotFoundError as exc:
+        raise ImageError(name, "file not found") from exc
+    except PermissionError as exc:
+        raise ImageError(name, "permission denied") from exc
+    except OSError as exc:
+        raise ImageError(name, f"cannot read file: {exc.strerror or exc}") from exc
+
+
 def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
     if isinstance(source, bytes):
         if not source:
             raise ImageError(name, "empty data (0 bytes)")
         stream = io.BytesIO(source)
     else:
-        path = Path(source)
-        try:
-            if path.is_dir():
-                raise ImageError(name, "is a directory, not an image file")
-            info = path.stat()
-            if not stat.S_ISREG(info.st_mode):
-                raise ImageError(name, "not a regular file (a device, FIFO or socket): refused")
-            size = info.st_size
-            if size == 0:
-                raise ImageError(name, "empty file (0 bytes)")
-            stream = io.BytesIO(path.read_bytes())
-        except FileNotFoundError as exc:
-            raise ImageError(name, "file not found") from exc
-        except PermissionError as exc:
-            raise ImageError(name, "permission denied") from exc
-        except OSError as exc:
-            raise ImageError(name, f"cannot read file: {exc.strerror or exc}") from exc
+        stream = io.BytesIO(read_image_file(source)[0])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

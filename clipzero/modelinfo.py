@@ -67,6 +67,19 @@ def _flops(fn: Any, *args: torch.Tensor) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def memory_by_precision(model: torch.nn.Module) -> dict[str, int]:
+    """Weight memory in bytes by precision (fp32, bf16, int8: Linear weights at one byte, the rest fp32): the one
+    formula behind ``clipzero info`` and the web UI's Model tab."""
+    total = _count(model)
+    linear = _linear_weights(model)
+    return {"fp32": 4 * total, "bf16": 2 * total, "int8": linear + 4 * (total - linear)}
+
+
+def format_bytes(n: int) -> str:
+    """``30.5 MB``, ``1.23 GB`` (decimal units, as disks and downloads count)."""
+    return f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
+
+
 def describe_model(spec: str | None = None) -> ModelInfo:
     """Measure a model's parameters, memory by precision and FLOPs.
 
@@ -80,12 +93,12 @@ def describe_model(spec: str | None = None) -> ModelInfo:
         ModelNotFoundError: the spec names nothing known.
     """
     from .config import load_settings
-    from .models import _build, canonical_id, is_cached, parse_spec
+    from .models import build_open_clip, canonical_id, is_cached, parse_spec
 
     parsed = parse_spec(spec or load_settings().model)
     # Sizes and costs do not depend on the weights: never download them just to describe a model.
     loaded = parsed.kind != "pretrained" or is_cached(parsed)
-    model, _, tokenizer, arch, model_id = _build(parsed, load_weights=loaded)
+    model, _, tokenizer, arch, model_id = build_open_clip(parsed, load_weights=loaded)
     model.eval()
     visual: Any = model.visual
     total = _count(model)
@@ -94,8 +107,7 @@ def describe_model(spec: str | None = None) -> ModelInfo:
     size = visual.image_size
     side = int(size[0] if isinstance(size, (tuple, list)) else size)
     context = int(getattr(tokenizer, "context_length", 77))
-    linear = _linear_weights(model)
-    memory = {"fp32": 4 * total, "bf16": 2 * total, "int8": linear + 4 * (total - linear)}
+    memory = memory_by_precision(model)
     gflops_image = _flops(model.encode_image, torch.zeros(1, 3, side, side))
     gflops_prompt = _flops(model.encode_text, tokenizer(["x " * context]))
     with torch.inference_mode():

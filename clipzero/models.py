@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _hub
+from . import hub
 from .config import load_settings
 from .errors import ClipzeroError, ModelLoadError, ModelNotFoundError, ModelUnavailableError
 
@@ -34,9 +34,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ModelSpec",
     "RegisteredModel",
+    "build_open_clip",
+    "canonical_id",
     "is_cached",
     "list_registered_models",
     "load_model",
+    "open_clip_module",
     "parse_spec",
     "register_model",
 ]
@@ -86,7 +89,7 @@ register_model(
 
 
 @lru_cache(maxsize=1)
-def _open_clip() -> Any:
+def open_clip_module() -> Any:
     """open_clip, with clipzero's own architectures (assets/configs) added to its registry."""
     import open_clip
 
@@ -126,7 +129,7 @@ class ModelSpec:
 
 
 def _known_arch(arch: str) -> str:
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
 
     models = open_clip.list_models()
     if arch in models:
@@ -177,7 +180,7 @@ def parse_spec(spec: str) -> ModelSpec:
             if not weights.is_file():
                 raise ModelNotFoundError(f"model spec {spec!r}: weights file {weights} not found")
             return ModelSpec(text=spec, kind="local-file", arch=_known_arch(arch), path=weights)
-        open_clip = _open_clip()
+        open_clip = open_clip_module()
 
         arch = _known_arch(arch)
         tags = open_clip.list_pretrained_tags_by_model(arch)
@@ -188,7 +191,7 @@ def parse_spec(spec: str) -> ModelSpec:
         return ModelSpec(text=spec, kind="pretrained", arch=arch, tag=rest)
     if _looks_like_path(text):
         raise ModelNotFoundError(f"model path {text} does not exist")
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
 
     if text in open_clip.list_models():
         tags = open_clip.list_pretrained_tags_by_model(text)
@@ -239,7 +242,7 @@ def _digest(*paths: Path) -> str:
 
 
 def _matching_arch(model_cfg: dict[str, object]) -> str:
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
 
     for name in open_clip.list_models():
         if open_clip.get_model_config(name) == model_cfg:
@@ -280,7 +283,7 @@ def load_model(
     from .encoder import Encoder
 
     parsed = parse_spec(spec or load_settings().model)
-    model, preprocess, tokenizer, arch, model_id = _build(parsed)
+    model, preprocess, tokenizer, arch, model_id = build_open_clip(parsed)
     model_id = canonical_id(parsed, model_id)
     if adapter is not None:
         from .finetune.lora import adapter_digest, merge_adapter
@@ -291,6 +294,7 @@ def load_model(
         model, preprocess, tokenizer, id=model_id, arch=arch, precision=precision, device=device
     )
     encoder.spec = parsed.text
+    encoder.adapter = os.fspath(adapter) if adapter is not None else None
     return encoder
 
 
@@ -302,9 +306,9 @@ def canonical_id(parsed: ModelSpec, model_id: str) -> str:
     return model_id
 
 
-def _build(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, Any, Any, str, str]:
+def build_open_clip(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, Any, Any, str, str]:
     """Create the fp32 CPU open_clip model for a parsed spec: (model, preprocess, tokenizer, arch, id)."""
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
 
     kwargs: dict[str, object] = {}
     if parsed.kind == "pretrained":
@@ -379,37 +383,37 @@ def _read_config(folder: Path) -> dict[str, dict[str, object]]:
 
 def is_cached(parsed: ModelSpec) -> bool:
     """True when the model loads with no network: local files, or weights already in a local cache."""
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
 
     if parsed.kind in ("local-dir", "local-file"):
         return True
     if parsed.kind == "hf-hub":
         assert parsed.repo
-        return all(_hub.cached_hub_file(parsed.repo, files) for files in ([_HUB_CONFIG], list(_hub.HUB_WEIGHTS)))
+        return all(hub.cached_hub_file(parsed.repo, files) for files in ([_HUB_CONFIG], list(hub.HUB_WEIGHTS)))
     cfg = open_clip.get_pretrained_cfg(parsed.arch or "", parsed.tag or "")
     if cfg.get("file"):
         return Path(cfg["file"]).is_file()
     if cfg.get("hf_hub"):
-        return _hub.cached_hub_file(*_hub.weight_candidates(cfg["hf_hub"])) is not None
-    return bool(cfg.get("url")) and (_hub.url_cache_dir() / os.path.basename(cfg["url"])).is_file()
+        return hub.cached_hub_file(*hub.weight_candidates(cfg["hf_hub"])) is not None
+    return bool(cfg.get("url")) and (hub.url_cache_dir() / os.path.basename(cfg["url"])).is_file()
 
 
 def _pretrained_file(spec: str, cfg: dict[str, str]) -> Path:
     if cfg.get("file"):
         return Path(cfg["file"])
     if cfg.get("hf_hub"):
-        repo, files = _hub.weight_candidates(cfg["hf_hub"])
-        return _hub.require_hub_file(spec, repo, files)
+        repo, files = hub.weight_candidates(cfg["hf_hub"])
+        return hub.require_hub_file(spec, repo, files)
     if cfg.get("url"):
-        return _hub.require_url_file(spec, cfg["url"])
+        return hub.require_url_file(spec, cfg["url"])
     raise ModelUnavailableError(f"model {spec!r}: open_clip lists no download location for it")
 
 
 def _hub_snapshot(parsed: ModelSpec) -> Path:
     assert parsed.repo
-    config = _hub.require_hub_file(parsed.text, parsed.repo, [_HUB_CONFIG])
-    _hub.require_hub_file(parsed.text, parsed.repo, list(_hub.HUB_WEIGHTS))
+    config = hub.require_hub_file(parsed.text, parsed.repo, [_HUB_CONFIG])
+    hub.require_hub_file(parsed.text, parsed.repo, list(hub.HUB_WEIGHTS))
     text_cfg = _read_config(config.parent)["model_cfg"].get("text_cfg")
     if isinstance(text_cfg, dict) and text_cfg.get("hf_tokenizer_name") and not any(config.parent.glob("tokenizer*")):
-        _hub.fetch_hub_extras(parsed.repo, config.parent, _TOKENIZER_FILES)
+        hub.fetch_hub_extras(parsed.repo, config.parent, _TOKENIZER_FILES)
     return config.parent

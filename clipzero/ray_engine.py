@@ -4,7 +4,7 @@ The pipeline: the file list becomes a Ray dataset; CPU tasks read, hash, decode 
 (``map_batches`` with plain functions); an actor pool encodes them (``compute=ActorPoolStrategy``), each actor
 loading the model once and using a GPU when the cluster has them; the driver writes what comes back through the
 same writers as the local engine: the same output rows, the same error report, the same resume (images already in
-the output are not sent again), plus Parquet shards of the embeddings for :mod:`clipzero.shardindex`.
+the output are not sent again), plus Parquet shards of the embeddings for :mod:`clipzero.store.sharded`.
 
 Ray is an optional extra (``pip install 'clipzero[ray]'``), imported only here. ``ray.init()`` starts a local
 cluster (tests, CI, a laptop); ``--ray-address`` or ``RAY_ADDRESS`` joins an existing one.
@@ -12,18 +12,17 @@ cluster (tests, CI, a laptop); ``--ray-address`` or ``RAY_ADDRESS`` joins an exi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ClipzeroError, ImageError
+from .pipeline import Decoder, Embedded, prepare
+from .zeroshot import LabelScore, Prediction
 
 __all__ = ["RayOptions", "ray_embed"]
 
@@ -47,10 +46,11 @@ class RayOptions:
 
 
 def _init(options: RayOptions) -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ClipzeroError("--engine ray needs Ray: pip install 'clipzero[ray]'") from exc
+    from .extras import require
+
+    require("ray", "the Ray engine (--engine ray)")
+    import ray
+
     if not ray.is_initialized():
         address = options.address or os.environ.get("RAY_ADDRESS")
         import logging
@@ -75,53 +75,31 @@ def _init(options: RayOptions) -> Any:
 
 
 @lru_cache(maxsize=4)
-def _preprocess_for(spec: str) -> tuple[Any, tuple[int, int]]:
-    """The model's image preprocessing, built without loading its weights (once per worker process)."""
-    from .models import _build, parse_spec
+def _decoder_for(spec: str) -> Decoder:
+    """The model's :class:`~clipzero.pipeline.Decoder`, built without loading its weights (once per worker)."""
+    from .models import build_open_clip, parse_spec
 
-    model, preprocess, _, _, _ = _build(parse_spec(spec), load_weights=False)
+    model, preprocess, _, _, _ = build_open_clip(parse_spec(spec), load_weights=False)
     size: Any = getattr(model.visual, "image_size", 224)
     side = int(max(size) if isinstance(size, (tuple, list)) else size)
     del model
-    return preprocess, (side, side)
+    return Decoder(preprocess, (side, side))
 
 
 def _decode(batch: dict[str, np.ndarray], spec: str) -> dict[str, np.ndarray]:
-    """CPU task: read, hash, decode and preprocess a batch of files; failures carry their reason."""
-    from .images import load_image
-
-    preprocess, draft = _preprocess_for(spec)
-    paths = [str(p) for p in batch["path"]]
-    pixels, shas, errors, sizes, mtimes, nbytes = [], [], [], [], [], []
-    shape: tuple[int, ...] | None = None
-    for path in paths:
-        tensor, sha, error, size, mtime, n = None, "", "", 0, 0, 0
-        try:
-            stat = os.stat(path)
-            data = Path(path).read_bytes()
-            sha, size, mtime, n = hashlib.sha256(data).hexdigest(), stat.st_size, stat.st_mtime_ns, len(data)
-            tensor = preprocess(load_image(data, draft=draft)).numpy()
-            shape = tensor.shape
-        except OSError as exc:
-            error = f"cannot read file: {exc.strerror or exc}"
-        except ImageError as exc:
-            error = exc.reason
-        pixels.append(tensor)
-        shas.append(sha)
-        errors.append(error)
-        sizes.append(size)
-        mtimes.append(mtime)
-        nbytes.append(n)
-    shape = shape or (3, draft[0], draft[1])
-    stacked = np.stack([p if p is not None else np.zeros(shape, np.float32) for p in pixels]).astype(np.float32)
+    """CPU task: :func:`clipzero.pipeline.prepare` for a batch of files; failures carry their reason."""
+    decoder = _decoder_for(spec)
+    items = [prepare(str(p), decoder) for p in batch["path"]]
+    shape = next((tuple(i.pixels.shape) for i in items if i.pixels is not None), (3, *decoder.draft))
+    pixels = [i.pixels.numpy() if i.pixels is not None else np.zeros(shape, np.float32) for i in items]
     return {
-        "path": np.asarray(paths, dtype=object),
-        "sha256": np.asarray(shas, dtype=object),
-        "error": np.asarray(errors, dtype=object),
-        "pixels": stacked,
-        "size": np.asarray(sizes, np.int64),
-        "mtime_ns": np.asarray(mtimes, np.int64),
-        "nbytes": np.asarray(nbytes, np.int64),
+        "path": np.asarray([i.name for i in items], dtype=object),
+        "sha256": np.asarray([i.sha256 for i in items], dtype=object),
+        "error": np.asarray([i.error or "" for i in items], dtype=object),
+        "pixels": np.stack(pixels).astype(np.float32),
+        "size": np.asarray([i.size for i in items], np.int64),
+        "mtime_ns": np.asarray([i.mtime_ns for i in items], np.int64),
+        "nbytes": np.asarray([i.nbytes for i in items], np.int64),
     }
 
 
@@ -175,11 +153,12 @@ def ray_embed(
     adapter: str | None = None,
     classify: dict[str, Any] | None = None,
     options: RayOptions | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Embed (and, with ``classify``, tag) files on Ray; yields one row per input, in no particular order.
+) -> Iterator[tuple[Embedded, Prediction | None]]:
+    """Embed (and, with ``classify``, tag) files on Ray; one pair per input, in no particular order.
 
-    Each row: path, sha256, error ("" when fine), size, mtime_ns, nbytes, vector (float32), and with ``classify``
-    (``{"labels", "templates", "top_k", "threshold"}``) the prediction as a dict.
+    Each pair is the input's :class:`~clipzero.pipeline.Embedded` (as the local pipeline makes it: the same
+    reading, hashing, decoding and error wording) and, with ``classify`` (``{"labels", "templates", "top_k",
+    "threshold"}``), its :class:`~clipzero.zeroshot.Prediction` (None without ``classify`` or on error).
     """
     options = options or RayOptions()
     if not paths:
@@ -208,44 +187,21 @@ def ray_embed(
     )  # fmt: skip
     for batch in encoded.iter_batches(batch_size=options.batch_size, batch_format="numpy"):
         for i in range(len(batch["path"])):
-            row = {
-                "path": str(batch["path"][i]),
-                "sha256": str(batch["sha256"][i]),
-                "error": str(batch["error"][i]),
-                "size": int(batch["size"][i]),
-                "mtime_ns": int(batch["mtime_ns"][i]),
-                "nbytes": int(batch["nbytes"][i]),
-                "vector": np.asarray(batch["vector"][i], np.float32),
-            }
-            if "prediction" in batch:
-                row["prediction"] = json.loads(str(batch["prediction"][i]))
-            yield row
+            error = str(batch["error"][i])
+            item = Embedded(
+                str(batch["path"][i]),
+                sha256=str(batch["sha256"][i]),
+                vector=None if error else np.asarray(batch["vector"][i], np.float32),
+                error=error or None,
+                encoded=not error,
+                nbytes=int(batch["nbytes"][i]),
+                size=int(batch["size"][i]),
+                mtime_ns=int(batch["mtime_ns"][i]),
+            )
+            found = json.loads(str(batch["prediction"][i])) if "prediction" in batch else None
+            yield item, _prediction(found) if found else None
 
 
-class ShardWriter:
-    """Parquet shards of (path, sha256, vector), one file per ``rows_per_shard`` rows, numbered after any there."""
-
-    def __init__(self, folder: str | os.PathLike[str], rows_per_shard: int = 10_000) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.rows_per_shard = rows_per_shard
-        self.number = len(list(self.folder.glob("part-*.parquet")))
-        self._rows: list[dict[str, Any]] = []
-
-    def add(self, path: str, sha256: str, vector: np.ndarray) -> None:
-        self._rows.append({"path": path, "sha256": sha256, "vector": vector.astype(np.float32).tolist()})
-        if len(self._rows) >= self.rows_per_shard:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._rows:
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        target = self.folder / f"part-{self.number:05d}.parquet"
-        partial = target.with_suffix(".partial")
-        pq.write_table(pa.Table.from_pylist(self._rows), str(partial))
-        os.replace(partial, target)  # a shard is there whole or not at all
-        self.number += 1
-        self._rows = []
+def _prediction(row: dict[str, Any]) -> Prediction:
+    scores = [LabelScore(p["label"], p["score"], p["similarity"]) for p in row["predictions"]]
+    return Prediction(row["image"], row["label"], scores)

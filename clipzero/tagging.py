@@ -1,35 +1,34 @@
 """Batch tagging: many images, one label set, results streamed to disk, nothing lost, resumable.
 
-Decoding and preprocessing run in a pool of threads (Pillow and torchvision release the GIL for the heavy parts)
-while the model encodes batches; results are written as each batch finishes, so memory stays flat. Every input
-ends in exactly one place: a row of the output, or a line of ``<out>.errors.jsonl`` with the reason.
+Images become vectors through :mod:`clipzero.pipeline` (threaded decode while the model encodes) on the local
+engine, or through :mod:`clipzero.ray_engine` (Ray Data decode tasks and an encoder actor pool) on the Ray
+engine; both yield the same :class:`TagResult` and :class:`TagFailure` objects, so the writers, the error report
+and resume are the same. Every input ends in exactly one place: a row of the output, or a line of
+``<out>.errors.jsonl`` with the reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ConfigError, StoreError
+from .pipeline import Embedded, embed
 from .zeroshot import Prediction, ZeroShotClassifier
 
 if TYPE_CHECKING:
-    import torch
-
     from .encoder import Encoder
     from .prompts import TemplateSet
+    from .ray_engine import RayOptions
     from .store import EmbeddingStore
 
-__all__ = ["EmbeddedFile", "TagFailure", "TagResult", "TagSummary", "default_workers", "embed_files", "tag_images"]
+__all__ = ["TagFailure", "TagResult", "TagSummary", "tag_images"]
 
 
 @dataclass(frozen=True)
@@ -96,55 +95,6 @@ class TagSummary:
         }
 
 
-def default_workers() -> int:
-    """Decode threads: one per core, at least two (decoding waits on disk as well as the CPU)."""
-    return max(2, os.cpu_count() or 2)
-
-
-@dataclass
-class EmbeddedFile:
-    """One input of :func:`embed_files`: its embedding, or the reason it has none."""
-
-    path: str
-    sha256: str = ""
-    pixels: torch.Tensor | None = None
-    vector: np.ndarray | None = None
-    error: str | None = None
-    stat: os.stat_result | None = None
-    nbytes: int = 0
-    encoded: bool = False  # embedded now (False: taken from the store, or failed)
-
-
-def _prepare(path: str, encoder: Encoder, store: EmbeddingStore | None) -> EmbeddedFile:
-    """Read, hash and preprocess one file (runs in a worker thread); known content skips decoding."""
-    try:
-        stat = os.stat(path)
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return EmbeddedFile(path, error=f"cannot read file: {exc.strerror or exc}")
-    sha = hashlib.sha256(data).hexdigest()
-    if store is not None:
-        vector = store.vector_of(sha)
-        if vector is not None:
-            return EmbeddedFile(path, sha, vector=vector, stat=stat, nbytes=len(data))
-    try:
-        pixels = encoder.preprocess_images([data])[0]
-    except ImageError as exc:
-        return EmbeddedFile(path, sha, error=exc.reason)
-    return EmbeddedFile(path, sha, pixels=pixels, stat=stat, nbytes=len(data))
-
-
-def _bounded_map(pool: ThreadPoolExecutor, fn: Any, items: Iterable[str], ahead: int) -> Iterator[EmbeddedFile]:
-    """Like ``pool.map`` but with at most ``ahead`` items in flight, so memory stays flat on huge inputs."""
-    pending: deque[Future[EmbeddedFile]] = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
 def tag_images(
     images: Iterable[str | os.PathLike[str]],
     labels: Iterable[str] | ZeroShotClassifier,
@@ -158,8 +108,12 @@ def tag_images(
     store: EmbeddingStore | None = None,
     summary: TagSummary | None = None,
     reranker: Any = None,
+    engine: str = "local",
+    ray: RayOptions | None = None,
+    shards: str | os.PathLike[str] | None = None,
+    shard_rows: int = 1000,
 ) -> Iterator[TagResult | TagFailure]:
-    """Tag images with labels, yielding one result or failure per image, in input order.
+    """Tag images with labels, yielding one result or failure per image.
 
     Args:
         images: image paths.
@@ -169,14 +123,22 @@ def tag_images(
         top_k: labels kept per image.
         threshold: below this top probability the image gets no label.
         batch_size: images per forward pass.
-        workers: decode threads (default: :func:`default_workers`).
+        workers: decode threads (default: one per core, at least 2).
         store: an EmbeddingStore of the same model: known content is not encoded again, new content is added.
         summary: a TagSummary to fill in as the run goes.
         reranker: a :class:`~clipzero.rerank.Reranker`: each batch's top-k is re-ranked by the LLM (requests in
             parallel; a failed call keeps CLIP's order, with the reason in the result).
+        engine: ``local`` (results in input order) or ``ray`` (Ray Data; results as they come back).
+        ray: how to run on Ray (engine ``ray``).
+        shards: engine ``ray``: a folder for Parquet shards of the embeddings (for a sharded index), written
+            before the results they hold are yielded.
+        shard_rows: rows per shard, and per group of results yielded on Ray.
 
     Yields:
         TagResult for each tagged image, TagFailure (with the reason) for each that could not be read.
+
+    Raises:
+        ConfigError: the Ray engine with a store or a re-ranker (it tags with labels only).
 
     Example:
         >>> for result in tag_images(["a.jpg", "b.jpg"], ["cat", "dog"], model="clipzero-shapes"):
@@ -191,82 +153,84 @@ def tag_images(
         classifier = ZeroShotClassifier(encoder, labels, templates=templates)
     encoder = classifier.encoder
     if store is not None and store.model_id != encoder.id:
-        from .errors import StoreError
-
         raise StoreError(f"store {store.path} holds embeddings of {store.model_id!r}, not {encoder.id!r}")
     summary = summary if summary is not None else TagSummary()
     summary.precision = encoder.precision
     start = time.perf_counter()
-    for batch in embed_files(images, encoder, store=store, batch_size=batch_size, workers=workers):
-        summary.encoded += sum(1 for item in batch if item.encoded)
-        summary.from_store += sum(1 for item in batch if not item.encoded and item.vector is not None)
-        good = [item for item in batch if item.vector is not None]
-        predictions: Iterator[Prediction] = iter(())
-        reranked: Iterator[Any] = iter(())
-        if good:
-            vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
-            names = [item.path for item in good]
-            predicted = classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold)
-            reranked = iter(reranker.rerank_many(predicted) if reranker is not None else [None] * len(predicted))
-            predictions = iter(predicted)
-        for item in batch:
-            if item.vector is None:
-                failure = TagFailure(item.path, item.error or "unknown error")
+    if engine == "ray":
+        if store is not None or reranker is not None or type(classifier) is not ZeroShotClassifier:
+            raise ConfigError("--engine ray tags with --labels or --labels-file only (no --head, --rerank or --store)")
+        batches = _ray_batches(images, classifier, top_k, threshold, ray, shards, shard_rows)
+    elif engine == "local":
+        lookup = store.vector_of if store is not None else None
+        batches = _local_batches(images, classifier, top_k, threshold, batch_size, workers, lookup, store)
+    else:
+        raise ConfigError(f"unknown engine {engine!r}: local or ray")
+    for batch in batches:
+        summary.encoded += sum(1 for item, _ in batch if item.encoded)
+        summary.from_store += sum(1 for item, _ in batch if not item.encoded and item.vector is not None)
+        good = [(item, p) for item, p in batch if p is not None]
+        predicted = [p for _, p in good]
+        reranked = iter(reranker.rerank_many(predicted) if reranker is not None else [None] * len(predicted))
+        for item, prediction in batch:
+            if prediction is None:
+                failure = TagFailure(item.name, item.error or "unknown error")
                 summary.failed += 1
                 summary.failures.append(failure)
                 yield failure
             else:
                 summary.tagged += 1
-                yield TagResult(item.path, item.sha256, next(predictions), next(reranked))
+                yield TagResult(item.name, item.sha256, prediction, next(reranked))
         summary.elapsed = time.perf_counter() - start
     summary.elapsed = time.perf_counter() - start
 
 
-def embed_files(
-    paths: Iterable[str | os.PathLike[str]],
-    encoder: Encoder,
-    *,
-    store: EmbeddingStore | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-) -> Iterator[list[EmbeddedFile]]:
-    """Embed image files in batches, decoding in threads while the model encodes.
-
-    Content the store already holds is not decoded again; newly encoded content is added to the store. Each
-    batch lists its inputs in order; an unreadable file has ``vector`` None and ``error`` set.
-    """
-    import torch
-
-    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="clipzero-decode") as pool:
-        items = (os.fspath(p) for p in paths)
-        batch: list[EmbeddedFile] = []
-        for item in _bounded_map(pool, lambda p: _prepare(p, encoder, store), items, ahead=4 * batch_size):
-            batch.append(item)
-            if len(batch) < batch_size:
-                continue
-            _encode(batch, encoder, store, torch)
-            yield batch
-            batch = []
-        if batch:
-            _encode(batch, encoder, store, torch)
-            yield batch
+Batch = list[tuple[Embedded, "Prediction | None"]]
 
 
-def _encode(batch: list[EmbeddedFile], encoder: Encoder, store: EmbeddingStore | None, torch: Any) -> None:
-    to_encode = [item for item in batch if item.pixels is not None]
-    if not to_encode:
-        return
-    vectors = encoder.encode_pixels(torch.stack([item.pixels for item in to_encode]))
-    for item, vector in zip(to_encode, vectors):
-        item.vector, item.pixels, item.encoded = vector, None, True
-    if store is not None:
-        from .store import Record
+def _local_batches(images: Iterable[str | os.PathLike[str]], classifier: ZeroShotClassifier, top_k: int,
+                   threshold: float | None, batch_size: int, workers: int | None, lookup: Any,
+                   store: EmbeddingStore | None) -> Iterator[Batch]:  # fmt: skip
+    for batch in embed(images, classifier.encoder, lookup=lookup, batch_size=batch_size, workers=workers):
+        if store is not None:
+            store.keep(batch)
+        good = [item for item in batch if item.vector is not None]
+        found: Iterator[Prediction] = iter(())
+        if good:
+            vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
+            found = iter(classifier.predict_embeddings(vectors, [i.name for i in good], top_k=top_k,
+                                                       threshold=threshold))  # fmt: skip
+        yield [(item, next(found) if item.vector is not None else None) for item in batch]
 
-        with store.writer():
-            store.put(
-                [
-                    Record(i.path, i.sha256, i.nbytes, i.stat.st_size, i.stat.st_mtime_ns, i.vector)
-                    for i in to_encode
-                    if i.stat is not None
-                ]
-            )
+
+def _ray_batches(images: Iterable[str | os.PathLike[str]], classifier: ZeroShotClassifier, top_k: int,
+                 threshold: float | None, options: RayOptions | None, shards: str | os.PathLike[str] | None,
+                 shard_rows: int) -> Iterator[Batch]:  # fmt: skip
+    from .ray_engine import ray_embed
+    from .store.sharded import ShardWriter
+
+    writer = ShardWriter(Path(shards), rows_per_shard=shard_rows) if shards is not None else None
+    classify = {"labels": classifier.labels, "templates": classifier.templates, "top_k": top_k,
+                "threshold": threshold}  # fmt: skip
+    pending: Batch = []
+
+    def flush() -> Batch:
+        if writer is not None:  # shards first: a kill in between repeats rows in a shard rather than losing vectors
+            for item, _ in pending:
+                if item.vector is not None:
+                    writer.add(item.name, item.sha256, item.vector)
+            writer.flush()
+        done = list(pending)
+        pending.clear()
+        return done
+
+    encoder = classifier.encoder
+    paths = [os.fspath(p) for p in images]
+    for item, prediction in ray_embed(paths, spec=encoder.spec, precision=encoder.precision,
+                                      adapter=getattr(encoder, "adapter", None), classify=classify,
+                                      options=options):  # fmt: skip
+        pending.append((item, prediction))
+        if len(pending) >= shard_rows:
+            yield flush()
+    if pending:
+        yield flush()

@@ -166,7 +166,7 @@ def _datasets_home() -> Path:
 
 def _hub_dataset_folder(spec: str, refresh: bool = False) -> Path:
     """The local copy of a hub dataset, written out on first use."""
-    from .._hub import hub_endpoint, hub_offline, probe
+    from ..hub import hub_endpoint, hub_offline, probe
 
     repo, _, config = spec.partition(":")
     folder = _datasets_home() / re.sub(r"[^\w.-]+", "__", spec)

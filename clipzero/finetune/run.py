@@ -47,18 +47,21 @@ def embed_examples(
     encoder: Encoder, examples: Sequence[Example], *, store: Any = None, batch_size: int = 64
 ) -> EmbeddedSet:
     """Embed labelled images (content the store holds is not encoded again; new content is added to it)."""
-    from ..tagging import embed_files
+    from ..pipeline import embed
 
     label_of = {e.path: e.label for e in examples}
     vectors, labels, paths, skipped = [], [], [], []
-    for batch in embed_files([e.path for e in examples], encoder, store=store, batch_size=batch_size):
+    lookup = store.vector_of if store is not None else None
+    for batch in embed([e.path for e in examples], encoder, lookup=lookup, batch_size=batch_size):
+        if store is not None:
+            store.keep(batch)
         for item in batch:
             if item.vector is None:
-                skipped.append((item.path, item.error or "unreadable"))
+                skipped.append((item.name, item.error or "unreadable"))
                 continue
             vectors.append(item.vector)
-            labels.append(label_of[item.path])
-            paths.append(item.path)
+            labels.append(label_of[item.name])
+            paths.append(item.name)
     for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
     dim = encoder.embed_dim
@@ -66,7 +69,7 @@ def embed_examples(
     return EmbeddedSet(stacked, np.asarray(labels, np.int64), paths, skipped)
 
 
-def _classes(data: LabeledSet, labels: Sequence[str] | None) -> list[str]:
+def class_labels(data: LabeledSet, labels: Sequence[str] | None) -> list[str]:
     if labels is None:
         return list(data.classes)
     if len(labels) != len(data.classes):
@@ -224,7 +227,7 @@ def evaluate_methods(
             raise LabelError("method zeroshot+rerank needs an LLM: give --llm-url and --llm-model")
         methods = ["zeroshot", *[m for m in methods if m != "zeroshot"]]
     say = say or (lambda _: None)
-    classes = _classes(data, labels)
+    classes = class_labels(data, labels)
     splits = evaluation_splits(data, shots, seed)
     say(
         f"{data.summary()}; {len(splits.shots)} training images ({shots} per class), {len(splits.select)} to "

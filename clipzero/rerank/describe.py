@@ -16,14 +16,14 @@ from typing import Any
 
 from ..errors import ClipzeroError
 from .client import ChatClient
-from .reranker import _json_objects
+from .reranker import json_objects
 from .templates import load_llm_template
 
 __all__ = ["describe_labels", "read_descriptions", "write_description_set"]
 
 
 def _parse(text: str) -> list[str]:
-    for found in reversed(_json_objects(text)):
+    for found in reversed(json_objects(text)):
         items = found.get("descriptions")
         if isinstance(items, list):
             clean = [" ".join(str(i).split()) for i in items if isinstance(i, str) and i.strip()]

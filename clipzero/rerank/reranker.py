@@ -73,7 +73,7 @@ class RerankResult:
         }
 
 
-def _json_objects(text: str) -> list[dict[str, Any]]:
+def json_objects(text: str) -> list[dict[str, Any]]:
     """Every JSON object embedded in ``text``, in order of appearance."""
     decoder = json.JSONDecoder()
     found = []
@@ -121,7 +121,7 @@ def parse_answer(text: str, candidates: Sequence[str]) -> tuple[int, list[int]]:
     Raises:
         AnswerError: no such object, or its choice is not one of the candidates.
     """
-    objects = [o for o in _json_objects(text) if "choice" in o]
+    objects = [o for o in json_objects(text) if "choice" in o]
     if not objects:
         raise AnswerError("the reply holds no JSON object with a 'choice'")
     answer = objects[-1]

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import ClipzeroError, ImageError, LabelError, StoreError, TemplateError
+from ..factory import split_labels
 from .core import (
     DeadlineExceeded,
     NotAvailable,
@@ -29,7 +30,6 @@ from .core import (
     Unauthorized,
     deadline_after,
     decode_base64,
-    split_labels,
 )
 from .guard import ClientPathRefused
 
@@ -219,7 +219,7 @@ def create_api(service: Service) -> FastAPI:
             "embed_dim": encoder.embed_dim,
             "store": str(settings.store) if settings.store else None,
             "head": {"path": settings.head, "classes": service.head.labels} if service.head is not None else None,
-            "rerank": service.reranker_client is not None,
+            "rerank": service.has_llm,
             "batching": {
                 "max_batch": service.batcher.max_batch,
                 "batches": service.batcher.stats.batches,
@@ -256,7 +256,7 @@ def create_api(service: Service) -> FastAPI:
                 raise LabelError(f"top_k and threshold must be numbers: {exc}") from exc
             if not 1 <= top_k <= 100 or (threshold is not None and not 0.0 <= threshold <= 1.0):
                 raise LabelError("top_k must be 1 to 100 and threshold 0 to 1")
-            labels = split_labels(fields.get("labels"))
+            labels = split_labels(fields.get("labels") or "")
             templates, rerank = fields.get("templates") or None, fields.get("rerank") in ("1", "true", "on")
         else:
             body = await json_body(request, ClassifyJSON)

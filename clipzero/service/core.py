@@ -28,7 +28,6 @@ __all__ = [
     "ServiceSettings",
     "Unauthorized",
     "deadline_after",
-    "split_labels",
 ]
 
 
@@ -54,7 +53,7 @@ class ServiceSettings:
 
     model: str | None = None
     precision: str | None = None
-    device: str = "auto"
+    device: str | None = None  # None: the configured default (CLIPZERO_DEVICE, config file, auto)
     adapter: str | None = None
     head: str | None = None  # a trained head (linear probe file or cache adapter folder), used when no labels are sent
     store: Path | None = None
@@ -77,14 +76,6 @@ class ServiceSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
-
-
-def split_labels(text: str | list[str] | None) -> list[str]:
-    """Labels from a list, or from text separated by commas or newlines."""
-    if text is None:
-        return []
-    items = text if isinstance(text, list) else text.replace("\r", "\n").replace(",", "\n").split("\n")
-    return [item.strip() for item in items if isinstance(item, str) and item.strip()]
 
 
 def decode_base64(data: str, name: str) -> bytes:
@@ -114,28 +105,19 @@ class Service:
     """
 
     def __init__(self, settings: ServiceSettings, upload_root: Path | None = None) -> None:
-        from ..config import load_settings
-        from ..encoder import default_precision, resolve_device
-        from ..models import load_model
+        from ..factory import check_model, open_encoder, open_store, resolve_model, resolve_templates
+        from ..pipeline import Decoder
         from .batcher import MicroBatcher
 
         self.settings = settings
         self.upload_root = upload_root
-        configured = load_settings()
-        self.default_templates = settings.templates or configured.templates
-        device = settings.device or configured.device
-        precision = settings.precision or default_precision(resolve_device(device))
-        self.store: Any = None
-        self.encoder: Any
-        if settings.store is not None:
-            from ..store import open_store
-
-            self.store = open_store(settings.store, settings.model, device=device, precision=precision,
-                                    adapter=settings.adapter)  # fmt: skip
-            self.encoder = self.store.encoder
-        else:
-            self.encoder = load_model(settings.model or configured.model, device=device, precision=precision,
-                                      adapter=settings.adapter)  # fmt: skip
+        self.default_templates = resolve_templates(settings.templates)
+        choice = check_model(resolve_model(settings.model, device=settings.device, precision=settings.precision,
+                                           adapter=settings.adapter, store=settings.store))  # fmt: skip
+        self.store: Any = open_store(settings.store, choice) if settings.store is not None else None
+        encoder: Any = open_encoder(choice) if self.store is None else self.store.encoder
+        self.encoder = encoder
+        self.decoder = Decoder.for_encoder(encoder, settings.max_pixels)  # its draft size and pixel limit
         self.batcher = MicroBatcher(
             self.encoder,
             max_batch=settings.max_batch if settings.micro_batching else 1,
@@ -143,19 +125,29 @@ class Service:
         )
         self.head = None
         if settings.head:
-            from ..finetune.heads import load_head
+            from ..factory import open_classifier
 
-            self.head = load_head(settings.head, self.encoder)
+            self.head = open_classifier(encoder, head=settings.head)
         self._classifiers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._building: dict[tuple[Any, ...], Future[Any]] = {}
         self._lock = threading.Lock()  # the classifier tables only; never held while encoding
         self._text_slot = threading.Semaphore(1)  # new label sets are encoded one at a time
         self._huge_decodes = threading.Semaphore(1)  # images over HUGE_PIXELS are decoded one at a time
-        self.reranker_client = None
-        if settings.llm_url and settings.llm_model:
-            from ..rerank.client import ChatClient
+        self._rerankers: dict[str, Any] = {}  # by template-set content hash: the factory's re-ranker for it
+        self.has_llm = False
+        if settings.llm_url or settings.llm_model or _configured_llm():
+            self._reranker_for(self.default_templates)  # a wrong LLM setting fails at start, not per request
+            self.has_llm = True
 
-            self.reranker_client = ChatClient(settings.llm_url, settings.llm_model)
+    def _reranker_for(self, templates: Any) -> Any:
+        """The CLI's re-ranker (same template choice by language, descriptions and key) for a template set."""
+        from ..factory import open_reranker
+
+        found = self._rerankers.get(templates.content_hash)
+        if found is None:
+            found = open_reranker(templates, llm_url=self.settings.llm_url, llm_model=self.settings.llm_model)
+            self._rerankers[templates.content_hash] = found
+        return found
 
     # -- building blocks ------------------------------------------------------------------------------------------
     def classifier(self, labels: list[str], templates: str | list[str] | None, deadline: float | None = None) -> Any:
@@ -172,7 +164,8 @@ class Service:
         if not labels:
             raise LabelError("no labels given")
         check_labels(labels, max_labels=self.settings.max_labels, max_chars=self.settings.max_label_chars)
-        key = (tuple(labels), client_templates(templates) or self.default_templates)
+        chosen = client_templates(templates) or self.default_templates
+        key = (tuple(labels), chosen if isinstance(chosen, (str, tuple)) else chosen.content_hash)
         with self._lock:
             found = self._classifiers.get(key)
             if found is not None:
@@ -188,7 +181,7 @@ class Service:
             except FutureTimeout as exc:
                 raise DeadlineExceeded("the label set was still being encoded at this server's time limit") from exc
         try:
-            built = ZeroShotClassifier(self.encoder, labels, templates=key[1], text_slot=self._text_slot)
+            built = ZeroShotClassifier(self.encoder, labels, templates=chosen, text_slot=self._text_slot)
         except BaseException as exc:
             with self._lock:
                 self._building.pop(key, None)
@@ -203,24 +196,22 @@ class Service:
         return built
 
     def preprocess(self, data: bytes, name: str) -> Any:
-        """Decode and preprocess one uploaded image; ImageError names it and the reason."""
+        """Decode and preprocess one uploaded image through the pipeline; ImageError names it and the reason."""
         from PIL import Image
 
-        from ..images import HUGE_PIXELS, load_image
+        from ..images import HUGE_PIXELS
+        from ..pipeline import prepare
 
-        if not data:
-            raise ImageError(name, "empty file")
         try:
             with Image.open(io.BytesIO(data)) as probe:  # the header only: how large will it be decoded?
                 pixels = probe.width * probe.height
-        except Exception:  # unreadable: load_image says why
+        except Exception:  # unreadable: the pipeline says why
             pixels = 0
-        try:
-            with self._huge_decodes if pixels > HUGE_PIXELS else nullcontext():
-                image = load_image(data, max_pixels=self.settings.max_pixels, draft=self.encoder._draft)
-        except ImageError as exc:
-            raise ImageError(name, exc.reason) from exc
-        return self.encoder.preprocess(image)
+        with self._huge_decodes if pixels > HUGE_PIXELS else nullcontext():
+            item = prepare(data, self.decoder)
+        if item.error is not None:
+            raise ImageError(name, item.error)
+        return item.pixels
 
     def check_images(self, images: list[tuple[str, bytes]]) -> None:
         if not images:
@@ -317,15 +308,11 @@ class Service:
         ]
 
     def _rerank(self, predictions: list[Any], classifier: Any, top_k: int) -> list[dict[str, Any]]:
-        if self.reranker_client is None:
+        if not self.has_llm:
             raise NotAvailable("this server has no LLM for re-ranking (start it with --llm-url and --llm-model)")
-        from ..rerank.reranker import Reranker
-
-        language = getattr(classifier.templates, "language", None)
-        candidates = max(1, min(5, len(classifier.labels)))
-        reranker = Reranker(self.reranker_client, "cot-zh" if language == "zh" else "cot-en", top_k=candidates)
+        templates = getattr(classifier, "templates", None) or self.default_templates
         rows = []
-        for result in reranker.rerank_many(predictions):
+        for result in self._reranker_for(templates).rerank_many(predictions):
             row = result.to_dict()
             row["predictions"] = row["predictions"][:top_k]
             rows.append(row)
@@ -352,6 +339,13 @@ class Service:
         self.batcher.close()
         if self.store is not None:
             self.store.close()
+
+
+def _configured_llm() -> bool:
+    from ..config import load_settings
+
+    settings = load_settings()
+    return bool(settings.llm_url and settings.llm_model)
 
 
 def configured_api_key(explicit: str | None) -> str | None:

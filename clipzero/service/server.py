@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,22 @@ def create_app(settings: ServiceSettings | None = None, *, ui: bool = True) -> A
     return ServiceGate(app, api_key=settings.api_key, max_upload_bytes=settings.max_upload_bytes, upload_root=uploads)
 
 
-def serve(settings: ServiceSettings | None = None, host: str = "127.0.0.1", port: int = 7860, ui: bool = True) -> None:
-    """Run the service until interrupted."""
+def serve(
+    settings: ServiceSettings | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    ui: bool = True,
+    on_ready: Callable[[Any], None] | None = None,
+) -> None:
+    """Load the model, then run the service until interrupted.
+
+    Args:
+        on_ready: called with the service's app once the model has loaded, before the port opens (the CLI prints
+            the address there, so a model that cannot load never gets an address printed).
+    """
     import uvicorn
 
     app = create_app(settings, ui=ui)
+    if on_ready is not None:
+        on_ready(app)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)

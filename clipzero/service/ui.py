@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClipzeroError
-from .core import Service, split_labels
+from ..factory import split_labels
+from .core import Service
 
 __all__ = ["build_ui", "example_images"]
 
@@ -30,21 +31,27 @@ def example_images() -> tuple[list[str], str, str]:
 
 
 def _model_markdown(service: Service) -> str:
+    from ..modelinfo import format_bytes, memory_by_precision
+
     encoder = service.encoder
     towers: dict[str, int] = {}
     for name, parameter in encoder.model.named_parameters():
         tower = "image" if name.startswith("visual.") else "text" if not name.startswith("logit_") else "other"
         towers[tower] = towers.get(tower, 0) + parameter.numel()
     total = sum(towers.values())
-    rows = "\n".join(
-        f"| {label} | {total * size / 2**20:,.0f} MiB |"
-        for label, size in (("fp32", 4), ("bf16 / fp16", 2), ("int8 (Linear weights)", 1))
+    # Quantized int8 weights are not parameters: count the model as loaded in fp32 terms, as `clipzero info` does.
+    memory = memory_by_precision(encoder.model) if encoder.precision != "int8" else None
+    rows = "\n".join(f"| {k} | {format_bytes(v)} |" for k, v in (memory or {}).items())
+    table = (
+        f"\n\n| weights in | memory |\n|---|---|\n{rows}\n"
+        if memory
+        else "\n\n(`clipzero info` lists memory by precision)\n"
     )
     return (
         f"**{encoder.id}**  \nprecision {encoder.precision} on {encoder.device}; embeddings of {encoder.embed_dim} "
         f"dimensions; text context {encoder.context_length} tokens.\n\n"
         f"Parameters: {total / 1e6:.1f} M (image tower {towers.get('image', 0) / 1e6:.1f} M, text tower "
-        f"{towers.get('text', 0) / 1e6:.1f} M).\n\n| weights in | memory |\n|---|---|\n{rows}\n"
+        f"{towers.get('text', 0) / 1e6:.1f} M).{table}"
     )
 
 
@@ -75,7 +82,7 @@ def build_ui(service: Service) -> Any:
 
     examples, labels_en, labels_zh = example_images()
     templates = list_template_sets()
-    has_llm = service.reranker_client is not None
+    has_llm = service.has_llm
     settings = service.settings
     root = service.upload_root or Path(tempfile.gettempdir()) / "gradio"
 

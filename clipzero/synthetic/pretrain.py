@@ -41,9 +41,9 @@ EASY_BACKGROUNDS = ("flat", "gradient")
 
 def register_architecture() -> None:
     """Make clipzero's own open_clip architectures (``clipzero-shapes-vit``) known to open_clip."""
-    from ..models import _open_clip
+    from ..models import open_clip_module
 
-    _open_clip()
+    open_clip_module()
 
 
 def to_pixels(images: list[Any], side: int) -> torch.Tensor:

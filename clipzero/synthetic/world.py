@@ -303,13 +303,6 @@ def _texture(canvas: Image.Image, scene: Scene, rng: np.random.Generator) -> Non
     canvas.paste(Image.fromarray(array.astype(np.uint8), "RGB"))
 
 
-def describe(scene: Scene, rng: random.Random, language: str = "en") -> str:
-    """One caption for a scene, drawn from a grammar of many phrasings (see :mod:`.captions`)."""
-    from .captions import caption
-
-    return caption(scene, rng, language)
-
-
 def scene_summary(scene: Scene) -> dict[str, Any]:
     """The ground truth of a scene, as plain data."""
     return {

@@ -57,7 +57,7 @@ def test_ray_engine_matches_local_engine(folder: Path, tmp_path: Path) -> None:
     errors = {Path(r["image"]).name: r["error"] for r in rows(Path(str(remote) + ".errors.jsonl"))}
     assert set(errors) == {"corrupt.png", "empty.jpg"}
     shards = sorted(Path(str(remote) + ".embeddings").glob("part-*.parquet"))
-    from clipzero.shardindex import read_shard
+    from clipzero.store.sharded import read_shard
 
     paths = [p for shard in shards for p in read_shard(shard)[0]]
     assert sorted(paths) == sorted(by_ray)
@@ -105,7 +105,7 @@ def _write_shards(folder: Path, vectors: np.ndarray, per_shard: int) -> list[Pat
 def test_index_merged_from_shards_matches_one_built_whole(tmp_path: Path, pq_m: int | None) -> None:
     import faiss
 
-    from clipzero.shardindex import Layout, ShardedIndex, build_from_shards
+    from clipzero.store.sharded import Layout, ShardedIndex, build_from_shards
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(3000, 32)).astype(np.float32)
@@ -132,7 +132,7 @@ def test_index_merged_from_shards_matches_one_built_whole(tmp_path: Path, pq_m: 
 
 
 def test_layout_follows_size_and_budget() -> None:
-    from clipzero.shardindex import choose_layout
+    from clipzero.store.sharded import choose_layout
 
     small = choose_layout(10_000, 512)
     assert small.pq_m is None and 1 <= small.nlist <= 10_000 // 39

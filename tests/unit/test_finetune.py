@@ -84,7 +84,7 @@ def test_hub_dataset_written_out_once_then_read_offline(tmp_path: Path, monkeypa
         return datasets.DatasetDict({"train": split, "validation": split})
 
     with pytest.MonkeyPatch.context() as hub:
-        hub.setattr("clipzero._hub.probe", lambda url, timeout=3.0: None)
+        hub.setattr("clipzero.hub.probe", lambda url, timeout=3.0: None)
         hub.setattr(datasets, "load_dataset", fake_hub_load)
         first = load_labeled("someone/tiny-set")
     assert first.classes == ["tench", "cat"]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from clipzero.encoder import Encoder
-from clipzero.store import EmbeddingStore, StoreError
+from clipzero.errors import StoreError
+from clipzero.store import EmbeddingStore
 from tests.conftest import write_image
 
 
@@ -35,7 +36,7 @@ def test_add_search_and_reopen(tiny_encoder: Encoder, tmp_path: Path) -> None:
     hits = store.search(own.vector, top_k=3)
     assert hits[0].path == str(paths[2]) and hits[0].score == pytest.approx(1.0, abs=1e-5)
     assert hits[0].score >= hits[1].score >= hits[2].score
-    by_image = store.search(str(paths[4]), top_k=1)  # a file path is an image query
+    by_image = store.search(paths[4], top_k=1)  # a Path is an image query (a str is always text)
     assert by_image[0].path == str(paths[4])
     store.check()
     store.close()
@@ -141,7 +142,7 @@ def test_opening_without_a_model(tiny_encoder: Encoder, tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_approximate_kinds_agree_with_exact(tmp_path: Path, kind: str) -> None:
     """Clustered vectors (not uniform noise): approximate top-10 must recover most of the exact top-10."""
-    from clipzero._index import IndexSpec, build_index
+    from clipzero.store.index_kinds import IndexSpec, build_index
 
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(40, 64))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import sqlite3
@@ -26,20 +25,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ._index import IndexSpec, build_index, index_ids, load_index, save_index
-from .errors import ImageError, StoreError
+from ..errors import StoreError
+from .index_kinds import IndexSpec, build_index, index_ids, load_index, save_index
+from .records import AddReport, Record, SearchHit, StoredImage, canonical_path
 
 if TYPE_CHECKING:
-    from .encoder import Encoder
-    from .images import ImageSource
+    from ..encoder import Encoder
+    from ..images import ImageSource
+    from ..pipeline import Embedded
 
-__all__ = ["AddReport", "EmbeddingStore", "SearchHit", "StoreError", "StoredImage", "open_store"]
+__all__ = ["EmbeddingStore"]
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -60,62 +60,6 @@ CREATE TABLE IF NOT EXISTS paths (
 );
 CREATE INDEX IF NOT EXISTS paths_by_image ON paths(image_id);
 """
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One search result.
-
-    Attributes:
-        path: a path of the image (the first known, sorted).
-        score: cosine similarity to the query, in [-1, 1] (inner product of unit vectors).
-        sha256: the image content's hash.
-        paths: every known path of this content.
-    """
-
-    path: str
-    score: float
-    sha256: str
-    paths: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "score": self.score, "sha256": self.sha256}
-
-
-@dataclass
-class Record:
-    """One path to store: its content hash, sizes, and the embedding when the content is new."""
-
-    path: str
-    sha256: str
-    nbytes: int
-    size: int
-    mtime_ns: int
-    vector: np.ndarray | None = None
-    data: bytes = field(default=b"", repr=False)
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    id: int
-    sha256: str
-    paths: tuple[str, ...]
-    vector: np.ndarray
-    metadata: dict[str, Any] | None
-
-
-@dataclass
-class AddReport:
-    """What an :meth:`EmbeddingStore.add` did: every input is counted in exactly one of these."""
-
-    encoded: int = 0  # new content, embedded now
-    reused: int = 0  # new path for content already stored (same bytes): not encoded again
-    unchanged: int = 0  # path already stored with the same size and mtime: not even read
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-
-    @property
-    def total(self) -> int:
-        return self.encoded + self.reused + self.unchanged + len(self.failed)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -319,7 +263,7 @@ class EmbeddingStore:
         row = self._db.execute(
             "SELECT i.id, i.sha256, i.vector, i.metadata FROM images i JOIN paths p "
             "ON p.image_id = i.id WHERE p.path = ?",
-            (_canonical(text),),
+            (canonical_path(text),),
         ).fetchone()
         if row is None:
             row = self._db.execute(
@@ -335,7 +279,7 @@ class EmbeddingStore:
         """Stored embeddings for the paths whose file is unchanged since it was added (same size and mtime)."""
         found: dict[str, np.ndarray] = {}
         for raw in paths:
-            path = _canonical(os.fspath(raw))
+            path = canonical_path(os.fspath(raw))
             row = self._db.execute(
                 "SELECT p.size, p.mtime_ns, i.vector FROM paths p JOIN images i ON p.image_id = i.id WHERE p.path = ?",
                 (path,),
@@ -362,7 +306,8 @@ class EmbeddingStore:
         """The stored images closest to a query.
 
         Args:
-            query: a text (embedded with the store's model), an image (path, bytes or PIL image), or a vector.
+            query: a text (a ``str``, embedded with the store's model), an image (a ``Path``, bytes or a PIL image),
+                or a vector.
             top_k: how many results.
             nprobe, ef_search: search-time settings of the approximate kinds (IVF lists probed; HNSW breadth).
 
@@ -391,7 +336,7 @@ class EmbeddingStore:
         else:
             if self.encoder is None:
                 raise StoreError("searching by text or image needs the store's model: open the store with it")
-            if isinstance(query, str) and not Path(query).is_file():
+            if isinstance(query, str):  # a str is always text; an image is a Path, bytes or a PIL image
                 vector = self.encoder.encode_texts([query])[0]
             else:
                 vector = self.encoder.encode_images([query])[0]
@@ -407,79 +352,43 @@ class EmbeddingStore:
         *,
         metadata: dict[str, Any] | None = None,
         batch_size: int = 32,
+        workers: int | None = None,
         progress: Any = None,
+        engine: str = "local",
+        ray: Any = None,
+        shard_rows: int = 1000,
     ) -> AddReport:
         """Embed and store images; unchanged files and known content are not encoded again.
+
+        Images go through :func:`clipzero.pipeline.embed` (engine ``local``), which reads and hashes each file once,
+        takes the vector of content this store holds (or met earlier in the run) instead of encoding it, and
+        decodes in threads; or through :mod:`clipzero.ray_engine` (engine ``ray``, with ``ray`` a
+        :class:`~clipzero.ray_engine.RayOptions`), which also writes the new vectors as Parquet shards in
+        ``<store>/shards/``.
 
         Args:
             paths: image files.
             metadata: optional JSON-serialisable data stored with newly encoded images.
             batch_size: images per forward pass and per commit.
+            workers: decode threads (default: one per core, at least 2).
             progress: an optional callable receiving the number of inputs handled after each batch.
+            engine: ``local`` or ``ray``.
+            ray: Ray options (engine ``ray``).
+            shard_rows: engine ``ray``: rows per shard and per commit.
 
         Returns:
             An :class:`AddReport`; unreadable files are listed in ``failed`` with the reason, never raised.
         """
+        from .ingest import add_images
+
         if self.encoder is None:
             raise StoreError("adding images needs the store's model: open the store with it")
-        report = AddReport()
         with self.writer():
             self._refresh()
-            pending: list[str] = []
-            for raw in paths:
-                pending.append(_canonical(os.fspath(raw)))
-                if len(pending) >= batch_size:
-                    self._add_batch(pending, metadata, report)
-                    if progress:
-                        progress(len(pending))
-                    pending = []
-            if pending:
-                self._add_batch(pending, metadata, report)
-                if progress:
-                    progress(len(pending))
+            report = add_images(self, paths, metadata=metadata, batch_size=batch_size, workers=workers,
+                                progress=progress, engine=engine, ray=ray, shard_rows=shard_rows)  # fmt: skip
             self._save_index()
         return report
-
-    def _add_batch(self, paths: list[str], metadata: dict[str, Any] | None, report: AddReport) -> None:
-        assert self.encoder is not None
-        records: list[Record] = []
-        fresh: dict[str, Record] = {}  # sha -> the first record of content new to the store
-        for path in paths:
-            try:
-                stat = os.stat(path)
-                if self.is_unchanged(path, stat):
-                    report.unchanged += 1
-                    continue
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                report.failed.append((path, f"cannot read file: {exc.strerror or exc}"))
-                continue
-            record = Record(path, hashlib.sha256(data).hexdigest(), len(data), stat.st_size, stat.st_mtime_ns)
-            if record.sha256 in fresh or self.knows(record.sha256):
-                report.reused += 1
-            else:
-                fresh[record.sha256] = record
-                record.data = data
-            records.append(record)
-        if fresh:
-            pixels, kept = [], []
-            for record in fresh.values():
-                try:
-                    pixels.append(self.encoder.preprocess_images([record.data])[0])
-                    kept.append(record)
-                except ImageError as exc:
-                    dropped = [r for r in records if r.sha256 == record.sha256]
-                    report.failed.extend((r.path, exc.reason) for r in dropped)
-                    report.reused -= len(dropped) - 1
-                    records = [r for r in records if r.sha256 != record.sha256]
-            if pixels:
-                import torch
-
-                vectors = self.encoder.encode_pixels(torch.stack(pixels))  # (n, dim)
-                for record, vector in zip(kept, vectors):
-                    record.vector = vector
-                report.encoded += len(kept)
-        self.put(records, metadata=metadata)
 
     def is_unchanged(self, path: str, stat: os.stat_result) -> bool:
         """True when ``path`` is stored with this size and mtime (its content is then assumed the same)."""
@@ -490,11 +399,20 @@ class EmbeddingStore:
         """True when content with this hash is stored."""
         return self._db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)).fetchone() is not None
 
+    @_damaged_is_store_error
     def vector_of(self, sha256: str) -> np.ndarray | None:
-        """The stored embedding of content with this hash, or None."""
+        """The stored embedding of content with this hash, or None (the pipeline's known-vector lookup)."""
         with self._lock:
             row = self._db.execute("SELECT vector FROM images WHERE sha256 = ?", (sha256,)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
+
+    def keep(self, items: Sequence[Embedded]) -> None:
+        """Store what the pipeline embedded (vectors of paths; content already stored just gains the path)."""
+        records = [Record(i.name, i.sha256, i.nbytes, i.size, i.mtime_ns, i.vector) for i in items
+                   if i.vector is not None and i.sha256 and i.mtime_ns]  # fmt: skip
+        if records:
+            with self.writer():
+                self.put(records)
 
     @_damaged_is_store_error
     def put(self, records: Sequence[Record], *, metadata: dict[str, Any] | None = None) -> None:
@@ -526,7 +444,7 @@ class EmbeddingStore:
             self._db.executemany(
                 "INSERT OR REPLACE INTO paths(path, image_id, size, mtime_ns) "
                 "SELECT ?, id, ?, ? FROM images WHERE sha256 = ?",
-                [(_canonical(r.path), r.size, r.mtime_ns, r.sha256) for r in records],
+                [(canonical_path(r.path), r.size, r.mtime_ns, r.sha256) for r in records],
             )
             orphans = self._db.execute("SELECT COUNT(*) FROM images WHERE id NOT IN (SELECT image_id FROM paths)")
             if orphans.fetchone()[0]:  # a changed file: its old content is no longer anyone's
@@ -555,7 +473,7 @@ class EmbeddingStore:
                 text = os.fspath(key)
                 cursor = self._db.execute(
                     "DELETE FROM paths WHERE path = ? OR image_id IN (SELECT id FROM images WHERE sha256 = ?)",
-                    (_canonical(text), text),
+                    (canonical_path(text), text),
                 )
                 removed += cursor.rowcount
             self._drop_orphans()
@@ -612,33 +530,3 @@ class EmbeddingStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def open_store(
-    path: str | os.PathLike[str],
-    model: str | None = None,
-    *,
-    index: str = "auto",
-    device: str = "auto",
-    precision: str = "fp32",
-    adapter: str | os.PathLike[str] | None = None,
-) -> EmbeddingStore:
-    """Open (or create) a store with its model loaded: ``model`` if given, else the model the store was built
-    with, else the configured default (with the LoRA ``adapter`` merged in, if given).
-
-    Raises:
-        StoreError: the store belongs to another model than ``model``.
-    """
-    from .config import load_settings
-    from .models import load_model
-
-    if model is None and (Path(path) / "store.sqlite").exists():
-        with EmbeddingStore(path) as existing:
-            model = existing.model_spec
-    encoder = load_model(model or load_settings().model, device=device, precision=precision, adapter=adapter)
-    return EmbeddingStore(path, encoder, index=index)
-
-
-def _canonical(path: str) -> str:
-    """Paths are stored absolute and normalised, so the same file is one key however it was named."""
-    return os.path.abspath(os.path.expanduser(path))

@@ -66,7 +66,7 @@ class IndexSpec:
 
     @classmethod
     def parse(cls, text: str) -> IndexSpec:
-        from .errors import StoreError
+        from ..errors import StoreError
 
         if text != "auto" and text not in _KINDS:
             raise StoreError(f"unknown index kind {text!r}: use auto, {', '.join(_KINDS)}")

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
+from ..errors import StoreError
 
-__all__ = ["ShardedIndex", "build_from_shards", "choose_layout", "read_shard"]
+__all__ = ["ShardWriter", "ShardedIndex", "build_from_shards", "choose_layout", "read_shard"]
 
 
 @dataclass(frozen=True)
@@ -220,3 +220,32 @@ class ShardedIndex:
 
 def iter_shard_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
     yield from sorted(Path(folder).glob("*.parquet"))
+
+
+class ShardWriter:
+    """Parquet shards of (path, sha256, vector), one file per ``rows_per_shard`` rows, numbered after any there."""
+
+    def __init__(self, folder: str | os.PathLike[str], rows_per_shard: int = 10_000) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.rows_per_shard = rows_per_shard
+        self.number = len(list(self.folder.glob("part-*.parquet")))
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, path: str, sha256: str, vector: np.ndarray) -> None:
+        self._rows.append({"path": path, "sha256": sha256, "vector": vector.astype(np.float32).tolist()})
+        if len(self._rows) >= self.rows_per_shard:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        target = self.folder / f"part-{self.number:05d}.parquet"
+        partial = target.with_suffix(".partial")
+        pq.write_table(pa.Table.from_pylist(self._rows), str(partial))
+        os.replace(partial, target)  # a shard is there whole or not at all
+        self.number += 1
+        self._rows = []

@@ -1,4 +1,4 @@
-"""`clipzero eval` and `clipzero finetune probe|cache|lora`."""
+"""``clipzero eval`` and ``clipzero finetune probe|cache|lora``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["add_parsers", "cmd_eval", "cmd_finetune"]
+from . import options
+
+__all__ = ["COMMANDS", "add_parsers"]
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +20,8 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
         help="a folder of class folders (ROOT/<class>/*, or train/ val/ test/ each holding class folders), or a "
         "hub dataset ORG/NAME[:CONFIG] (fetched once, then read locally)",
     )
-    labels = parser.add_mutually_exclusive_group()
-    labels.add_argument("--labels", "-l", nargs="+", metavar="L", help="label text per class, in class-folder order")
-    labels.add_argument("--labels-file", "-f", metavar="F", help="file with one label per class, in class-folder order")
-    parser.add_argument("--templates", "-t", metavar="NAME|PATH", help="template set (default ensemble-en)")
+    options.add_labels_options(parser, per_class=True)
+    options.add_templates_option(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling the shots (default 0)")
     parser.add_argument("--store", "-s", type=Path, metavar="DIR", help="embedding store: images are embedded once")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -37,7 +37,7 @@ def _lora_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
 
 
-def add_parsers(commands: Any, add_model_options: Any) -> None:
+def add_parsers(commands: Any) -> None:
     evaluate = commands.add_parser(
         "eval",
         help="measure zero-shot and adapted accuracy on a labelled image set",
@@ -46,7 +46,7 @@ def add_parsers(commands: Any, add_model_options: Any) -> None:
         "a confusion matrix per method.",
     )
     _data_options(evaluate)
-    add_model_options(evaluate)
+    options.add_model_options(evaluate)
     evaluate.add_argument(
         "--method",
         nargs="+",
@@ -58,12 +58,7 @@ def add_parsers(commands: Any, add_model_options: Any) -> None:
     evaluate.add_argument("--out", "-o", type=Path, metavar="FILE", help="write the report (JSON) and confusion PNGs")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     _lora_options(evaluate)
-    from ._cli_rerank import add_llm_options
-
-    add_llm_options(evaluate)
-    evaluate.add_argument("--rerank-top-k", type=int, default=5, metavar="K", help="candidates for the LLM (default 5)")
-    evaluate.add_argument("--rerank-template", metavar="NAME|FILE", help="cot-en (default) or cot-zh")
-    evaluate.add_argument("--rerank-vision", action="store_true", help="send the images to the LLM too")
+    options.add_rerank_options(evaluate, flag=False)
 
     finetune = commands.add_parser("finetune", help="train a linear probe, a cache adapter or LoRA adapters")
     kinds = finetune.add_subparsers(dest="finetune_command", metavar="METHOD", required=True)
@@ -78,7 +73,7 @@ def add_parsers(commands: Any, add_model_options: Any) -> None:
             description=f"Train {text}; use the result with {'--adapter' if name == 'lora' else '--head'}.",
         )
         _data_options(sub)
-        add_model_options(sub)
+        options.add_model_options(sub)
         sub.add_argument("--out", "-o", type=Path, required=True, metavar="PATH", help=out_help)
         sub.add_argument("--shots", type=int, metavar="K", help="training images per class (default: all of train)")
         if name == "lora":
@@ -86,7 +81,7 @@ def add_parsers(commands: Any, add_model_options: Any) -> None:
 
 
 def _lora_settings(args: argparse.Namespace) -> Any:
-    from .finetune.lora import LoraSettings
+    from ..finetune.lora import LoraSettings
 
     return LoraSettings(
         rank=args.rank,
@@ -99,28 +94,25 @@ def _lora_settings(args: argparse.Namespace) -> Any:
     )
 
 
-def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
-    """(dataset, encoder, labels, store) for a command."""
-    from .config import load_settings
-    from .encoder import default_precision, resolve_device
-    from .finetune.data import load_labeled
-    from .models import load_model
-    from .zeroshot import read_labels
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Any]:
+    """(dataset, encoder, labels, store, templates) for a command; the request is checked before the model loads."""
+    from ..factory import open_encoder, open_store, resolve_labels, resolve_templates
+    from ..finetune.data import load_labeled
 
-    settings = load_settings()
+    options.at_least(args, 1, "shots", "steps", "rank", "lora_batch_size")
+    labels = resolve_labels(args.labels, args.labels_file) if (args.labels or args.labels_file) else None
+    templates = resolve_templates(args.templates)
+    if getattr(args, "finetune_command", None) == "lora" or "lora" in getattr(args, "method", []):
+        from ..extras import require
+
+        require("finetune", "LoRA fine-tuning")
+        if args.adapter:
+            raise _usage("LoRA trains on the base model: leave out --adapter")
+    choice = options.check_model(args, args.store)
     data = load_labeled(args.data)
-    device = args.device or settings.device
-    precision = args.precision or default_precision(resolve_device(device))
-    store = None
-    if args.store is not None:
-        from .store import open_store
-
-        store = open_store(args.store, args.model, device=device, precision=precision, adapter=args.adapter)
-        encoder = store.encoder
-    else:
-        encoder = load_model(args.model or settings.model, device=device, precision=precision, adapter=args.adapter)
-    labels = read_labels(args.labels_file) if args.labels_file else args.labels
-    return data, encoder, labels, store
+    store = open_store(args.store, choice) if args.store is not None else None
+    encoder = store.encoder if store is not None else open_encoder(choice)
+    return data, encoder, labels, store, templates
 
 
 def _say(args: argparse.Namespace) -> Any:
@@ -132,19 +124,17 @@ def _say(args: argparse.Namespace) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from .config import load_settings
-    from .finetune.run import evaluate_methods, format_comparison
+    from ..finetune.run import evaluate_methods, format_comparison
 
-    if args.shots < 1:
-        raise _usage("--shots must be at least 1")
-    data, encoder, labels, store = _setup(args)
+    reranker = _eval_reranker(args)
+    data, encoder, labels, store, templates = _setup(args)
     try:
         report = evaluate_methods(
             data,
             encoder,
             methods=list(dict.fromkeys(args.method)),
             labels=labels,
-            templates=args.templates or load_settings().templates,
+            templates=templates,
             shots=args.shots,
             seed=args.seed,
             store=store,
@@ -152,7 +142,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
             out=args.out,
             progress=not args.quiet and sys.stderr.isatty(),
             say=_say(args),
-            reranker=_eval_reranker(args),
+            reranker=reranker,
         )
     finally:
         if store is not None:
@@ -163,7 +153,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     else:
         out.write(
             f"{report['dataset']}: {report['test_images']} test images ({report['test_source']}), "
-            f"{report['shots']} shots per class, model {report['model']}\n"
+            f"{report['shots']} shots per class, model {report['model']}, precision {encoder.precision}\n"
         )
         out.write(format_comparison(report) + "\n")
         if args.out:
@@ -176,29 +166,22 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
 def _eval_reranker(args: argparse.Namespace) -> Any:
     if "zeroshot+rerank" not in args.method:
         return None
-    from ._cli_rerank import make_reranker
-    from .config import load_settings
+    from ..factory import resolve_templates
 
     args.rerank = True
-    return make_reranker(args, args.templates or load_settings().templates)
+    return options.reranker(args, resolve_templates(args.templates))
 
 
 def cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:
-    from .config import load_settings
-    from .finetune.run import _classes, embed_examples, fit_cache, fit_lora, fit_probe, shots_for_training
+    from ..finetune.run import class_labels, embed_examples, fit_cache, fit_lora, fit_probe, shots_for_training
 
-    if args.shots is not None and args.shots < 1:
-        raise _usage("--shots must be at least 1")
     say = _say(args)
-    data, encoder, labels, store = _setup(args)
-    templates = args.templates or load_settings().templates
-    classes = _classes(data, labels)
+    data, encoder, labels, store, templates = _setup(args)
+    classes = class_labels(data, labels)
     train, select = shots_for_training(data, args.shots, args.seed)
     say(f"{data.summary()}; training on {len(train)} images, choosing settings on {len(select)}")
     try:
         if args.finetune_command == "lora":
-            if args.adapter:
-                raise _usage("LoRA trains on the base model: leave out --adapter")
             _, _, record = fit_lora(
                 encoder.spec,
                 train,
@@ -226,13 +209,17 @@ def cmd_finetune(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         if store is not None:
             store.close()
-    json.dump({"out": str(args.out), "model": encoder.id, "classes": len(classes), **summary}, out, indent=1)
+    json.dump({"out": str(args.out), "model": encoder.id, "precision": encoder.precision, "classes": len(classes),
+               **summary}, out, indent=1)  # fmt: skip
     out.write("\n")
     say(f"wrote {args.out}; use it with `clipzero classify IMAGE... --model {encoder.spec} {use}`")
     return 0
 
 
 def _usage(message: str) -> Exception:
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     return ConfigError(message)
+
+
+COMMANDS = {"eval": cmd_eval, "finetune": cmd_finetune}

@@ -16,6 +16,22 @@ from pathlib import Path
 
 from .errors import ModelUnavailableError
 
+__all__ = [
+    "HUB_WEIGHTS",
+    "OFFLINE_MODEL",
+    "cached_hub_file",
+    "fetch_hub_extras",
+    "hub_cache_dir",
+    "hub_endpoint",
+    "hub_offline",
+    "offline_error",
+    "probe",
+    "require_hub_file",
+    "require_url_file",
+    "url_cache_dir",
+    "weight_candidates",
+]
+
 PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -93,6 +109,22 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     return result[0]
 
 
+#: The model that always loads, with no network: it ships inside clipzero.
+OFFLINE_MODEL = "clipzero-shapes"
+
+
+def offline_error(spec: str, why: str, detail: str) -> ModelUnavailableError:
+    """The one error for a model that is not here and cannot be fetched now.
+
+    Its first line says that there is no network (``why``) and that ``--model clipzero-shapes`` works offline; the
+    next lines say what is missing (``detail``) and how to fix it.
+    """
+    return ModelUnavailableError(
+        f"model {spec!r} is not available offline: {why}; `--model {OFFLINE_MODEL}` works offline (it ships with "
+        f"clipzero)\n  {detail}\n  {_advice()}"
+    )
+
+
 def _advice() -> str:
     return (
         "To fix: run once with internet access so the weights are cached; or set HF_ENDPOINT to a mirror you can "
@@ -114,14 +146,11 @@ def require_hub_file(spec: str, repo_id: str, filenames: list[str]) -> Path:
     wanted = " or ".join(filenames)
     where = f"{repo_id} ({wanted}) is not in the Hugging Face cache at {cache}"
     if hub_offline():
-        raise ModelUnavailableError(f"model {spec!r} is not available: {where}, and HF_HUB_OFFLINE is set. {_advice()}")
+        raise offline_error(spec, "no network (HF_HUB_OFFLINE is set)", where)
     endpoint = hub_endpoint()
     problem = probe(endpoint)
     if problem is not None:
-        raise ModelUnavailableError(
-            f"model {spec!r} is not available offline: {where}, and {endpoint} cannot be reached ({problem}). "
-            f"{_advice()}"
-        )
+        raise offline_error(spec, f"no network ({endpoint} cannot be reached: {problem})", where)
     from huggingface_hub import hf_hub_download
 
     errors = []
@@ -152,10 +181,7 @@ def require_url_file(spec: str, url: str) -> Path:
         return target
     problem = probe(url)
     if problem is not None:
-        raise ModelUnavailableError(
-            f"model {spec!r} is not available offline: {target} does not exist and {url} cannot be reached "
-            f"({problem}). {_advice()}"
-        )
+        raise offline_error(spec, f"no network ({url} cannot be reached: {problem})", f"{target} does not exist")
     from open_clip.pretrained import download_pretrained_from_url
 
     try:

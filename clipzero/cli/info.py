@@ -1,0 +1,72 @@
+"""``clipzero models`` and ``clipzero info``: what can be loaded here, and what a model costs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+from . import options
+
+__all__ = ["COMMANDS", "add_parsers"]
+
+
+def add_parsers(commands: Any) -> None:
+    models = commands.add_parser("models", help="list the models that can be loaded, and which are cached")
+    models.add_argument("--cached", action="store_true", help="only models that load without network")
+    models.add_argument("--json", action="store_true", help="print JSON")
+
+    info = commands.add_parser("info", help="parameters, memory by precision and FLOPs of a model")
+    info.add_argument("model", nargs="?", metavar="MODEL", help="model spec (default: the configured model)")
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+
+def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
+    from ..catalog import list_models
+
+    entries = list_models(cached_only=args.cached)
+    if not entries:
+        sys.stderr.write("clipzero: no models are cached here yet\n")
+    if args.json:
+        options.print_json([e.to_dict() for e in entries], out)
+        return 0
+    width = max((len(e.spec) for e in entries), default=10)
+    for e in entries:
+        note = f"  {e.description}" if e.description else ""
+        out.write(f"{e.spec:<{width}}  {e.kind:<10}  {'cached' if e.cached else '-':<6}{note}\n")
+    return 0
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:,.2f}M"
+
+
+def cmd_info(args: argparse.Namespace, out: TextIO) -> int:
+    from ..factory import check_model, resolve_model
+    from ..modelinfo import describe_model, format_bytes
+
+    choice = check_model(resolve_model(args.model))  # the precision and device every command would use here
+    info = describe_model(choice.spec)
+    if args.json:
+        options.print_json({**info.to_dict(), "device": choice.device, "precision": choice.precision}, out)
+        return 0
+    weights = "" if info.weights_loaded else "  (weights not cached here: figures from the architecture)"
+    rows = [
+        ("model", f"{info.id}{weights}"),
+        ("architecture", info.arch),
+        ("embedding", f"{info.embed_dim}-d; images {info.image_size} px; text context {info.context_length} tokens"),
+        (
+            "parameters",
+            f"image {_millions(info.params_image)}, text {_millions(info.params_text)}, "
+            f"total {_millions(info.params_total)}",
+        ),
+        ("memory", ", ".join(f"{k} {format_bytes(v)}" for k, v in info.memory_bytes.items()) + " (weights only)"),
+        ("FLOPs", f"{info.gflops_image:.2f} GFLOP per image, {info.gflops_prompt:.2f} GFLOP per prompt"),
+        ("precision", f"{choice.precision} on {choice.device} (every command's default here; --precision changes it)"),
+    ]
+    for key, value in rows:
+        out.write(f"{key:<13} {value}\n")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "info": cmd_info}

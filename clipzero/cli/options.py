@@ -1,0 +1,208 @@
+"""Flags shared by several commands, and how they become factory calls.
+
+One definition per flag: the same name, default and help at every command. Help texts state the real defaults,
+which :mod:`clipzero.factory` and :mod:`clipzero.config` decide (flag > environment > config file > default).
+Everything here that checks a request runs before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import ConfigError
+
+__all__ = [
+    "add_engine_options",
+    "add_head_option",
+    "add_labels_options",
+    "add_llm_options",
+    "add_model_options",
+    "add_rerank_options",
+    "at_least",
+    "check_model",
+    "labels",
+    "model_choice",
+    "print_json",
+    "progress",
+    "reranker",
+]
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        "-m",
+        metavar="SPEC",
+        help="model spec: ARCH:TAG, hf-hub:ORG/REPO, a directory, ARCH:FILE or a registered name "
+        "(default: $CLIPZERO_MODEL, the config file's model, else ViT-B-32-256:datacomp_s34b_b86k; offline, "
+        "clipzero-shapes ships with clipzero)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16", "int8"],
+        help="weights precision (default: $CLIPZERO_PRECISION, the config file, else auto: fp16 on CUDA, bf16 on "
+        "CPUs with native bf16, else fp32)",
+    )
+    parser.add_argument(
+        "--device",
+        metavar="D",
+        help="auto, cpu, cuda, cuda:N or mps (default: $CLIPZERO_DEVICE, the config file, else auto)",
+    )
+    parser.add_argument(
+        "--adapter", metavar="DIR", help="a LoRA adapter folder (clipzero finetune lora) merged into the model"
+    )
+
+
+def add_labels_options(parser: argparse.ArgumentParser, required: bool = False, per_class: bool = False) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    text = "label text per class, in class-folder order" if per_class else "candidate labels, each its own "
+    text += "" if per_class else "argument (one argument holding commas is split at them, as in the web UI)"
+    group.add_argument("--labels", "-l", nargs="+", metavar="L", help=text)
+    group.add_argument("--labels-file", "-f", metavar="F", help="file with one label per line (# comments)")
+
+
+def add_head_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--head",
+        metavar="PATH",
+        help="classify with a trained head instead of zero-shot: a linear probe file or a cache adapter folder "
+        "(clipzero finetune probe|cache); its classes are the labels",
+    )
+
+
+def add_templates_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--templates",
+        "-t",
+        metavar="NAME|PATH",
+        help="template set: photo, ensemble-en, ensemble-zh, openai-imagenet, ... or a file (default: "
+        "$CLIPZERO_TEMPLATES, the config file, else ensemble-en)",
+    )
+
+
+def add_llm_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("LLM (any OpenAI-compatible server: LMDeploy, vLLM, Ollama, OpenAI)")
+    group.add_argument("--llm-url", metavar="URL", help="API base URL, e.g. http://127.0.0.1:23333/v1 (default "
+                       "$CLIPZERO_LLM_URL, else the config file's llm_url)")  # fmt: skip
+    group.add_argument("--llm-model", metavar="NAME", help="served model name (default $CLIPZERO_LLM_MODEL, else "
+                       "the config file's llm_model)")  # fmt: skip
+    group.add_argument("--llm-timeout", type=float, default=60.0, metavar="S", help="seconds per request (default 60)")
+    group.add_argument("--llm-retries", type=int, default=2, metavar="N", help="retries after a timeout or 5xx "
+                       "(default 2)")  # fmt: skip
+    group.add_argument("--llm-workers", type=int, default=4, metavar="N", help="requests in flight (default 4)")
+    group.add_argument("--no-llm-cache", action="store_true", help="do not reuse or store LLM replies")
+
+
+def add_rerank_options(parser: argparse.ArgumentParser, flag: bool = True) -> None:
+    if flag:
+        parser.add_argument("--rerank", action="store_true", help="re-rank CLIP's top candidates with an LLM")
+    group = parser.add_argument_group("re-ranking")
+    group.add_argument("--rerank-top-k", type=int, default=5, metavar="K", help="candidates shown to the LLM "
+                       "(default 5)")  # fmt: skip
+    group.add_argument("--rerank-template", metavar="NAME|FILE", help="cot-en or cot-zh (default: by the label "
+                       "templates' language)")  # fmt: skip
+    group.add_argument("--rerank-vision", action="store_true", help="send the image too (vision-language models)")
+    add_llm_options(parser)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine")
+    group.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local (threads and one model here; default) or ray (Ray Data: decode tasks and an "
+                       "encoder actor pool, local or on a cluster)")  # fmt: skip
+    group.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default $RAY_ADDRESS, else local)")
+    group.add_argument("--ray-actors", type=int, metavar="N", help="encoder actors (default: GPUs, else CPUs / 2)")
+    group.add_argument("--shard-rows", type=int, default=1000, metavar="N",
+                       help="ray: rows per embedding shard and per durable write (default 1000)")  # fmt: skip
+
+
+def add_store_option(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--store", "-s", metavar="DIR", type=Path, help=text)
+
+
+# -- checks, before any model loads ------------------------------------------------------------------------------
+def at_least(args: argparse.Namespace, minimum: int = 1, *names: str) -> None:
+    """Each named integer flag that was given is at least ``minimum`` (exit 2 otherwise)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
+
+
+def labels(args: argparse.Namespace) -> list[str] | None:
+    """The labels of --labels/--labels-file, validated; None with --head (which brings its own)."""
+    from ..factory import resolve_labels
+
+    if getattr(args, "head", None):
+        if args.labels or args.labels_file:
+            raise ConfigError("--head brings its own labels: leave out --labels and --labels-file")
+        return None
+    return resolve_labels(args.labels, args.labels_file)
+
+
+def model_choice(args: argparse.Namespace, store: Path | None = None) -> Any:
+    """The :class:`~clipzero.factory.ModelChoice` of the model flags (and an existing store's own model)."""
+    from ..factory import resolve_model
+
+    return resolve_model(
+        getattr(args, "model", None),
+        device=getattr(args, "device", None),
+        precision=getattr(args, "precision", None),
+        adapter=getattr(args, "adapter", None),
+        store=store,
+    )
+
+
+def check_model(args: argparse.Namespace, store: Path | None = None) -> Any:
+    """:func:`model_choice`, checked against this machine's devices (imports torch; loads nothing)."""
+    from ..factory import check_model as check
+
+    return check(model_choice(args, store))
+
+
+def reranker(args: argparse.Namespace, templates: Any) -> Any:
+    """The factory's re-ranker for the --rerank flags (None without --rerank)."""
+    if not getattr(args, "rerank", False):
+        return None
+    from ..factory import open_reranker
+
+    return open_reranker(
+        templates,
+        llm_url=args.llm_url,
+        llm_model=args.llm_model,
+        template=args.rerank_template,
+        vision=args.rerank_vision,
+        top_k=args.rerank_top_k,
+        workers=args.llm_workers,
+        timeout=args.llm_timeout,
+        retries=args.llm_retries,
+        cache=not args.no_llm_cache,
+    )
+
+
+# -- output ------------------------------------------------------------------------------------------------------
+def print_json(data: Any, out: TextIO) -> None:
+    json.dump(data, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+def progress(total: int, quiet: bool) -> Any:
+    """A progress bar on stderr, silent under --quiet and when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, leave=False)
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """A note on stderr (silent under --quiet)."""
+    if not getattr(args, "quiet", False):
+        sys.stderr.write(f"clipzero: {text}\n")
+
+
+def describe_encoder(encoder: Any) -> str:
+    """``model X, precision P on D``: what each command reports about the model it ran."""
+    return f"model {encoder.id}, precision {encoder.precision} on {encoder.device}"

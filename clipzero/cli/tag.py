@@ -1,0 +1,124 @@
+"""``clipzero tag``: batch tagging to a result file, resumable, with an error report and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import options
+
+__all__ = ["COMMANDS", "add_parsers"]
+
+
+def add_parsers(commands: Any) -> None:
+    tag = commands.add_parser(
+        "tag",
+        help="tag many images, streaming results to a file (resumable)",
+        description="Tag images with labels; results go to --out as they come, failures to <out>.errors.jsonl. "
+        "Running again with the same --out resumes where the last run stopped.",
+    )
+    tag.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    options.add_labels_options(tag)
+    tag.add_argument("--out", "-o", required=True, type=Path, metavar="FILE", help="result file")
+    tag.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="default: from the --out ending")
+    options.add_model_options(tag)
+    options.add_head_option(tag)
+    options.add_rerank_options(tag)
+    options.add_templates_option(tag)
+    tag.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
+    tag.add_argument("--threshold", type=float, metavar="P", help="no label when the top probability is below P")
+    options.add_store_option(tag, "reuse embeddings of known images from this store, and add new ones to it")
+    tag.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
+    tag.add_argument("--workers", type=int, metavar="N", help="decode threads (default: one per core, at least 2)")
+    tag.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    tag.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    options.add_engine_options(tag)
+
+
+def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
+    from ..extras import require
+    from ..factory import check_threshold, open_classifier, open_encoder, resolve_templates
+    from ..images import find_images
+    from ..outputs import ResultWriter, format_for
+    from ..tagging import TagFailure, TagSummary, tag_images
+
+    options.at_least(args, 1, "top_k", "batch_size", "workers", "shard_rows", "ray_actors")
+    check_threshold(args.threshold)
+    labels = options.labels(args)
+    templates = resolve_templates(args.templates)
+    fmt = format_for(args.out, args.format)
+    if fmt == "parquet":
+        require("parquet", f"--out {args.out} (Parquet)")
+    if args.engine == "ray":
+        if args.head or args.rerank or args.store:
+            from ..errors import ConfigError
+
+            raise ConfigError("--engine ray tags with --labels or --labels-file only (no --head, --rerank or --store)")
+        require("ray", "--engine ray")
+    choice = options.check_model(args, args.store)
+    reranker = options.reranker(args, templates)
+    paths = find_images(args.paths, recursive=args.recursive)
+    writer = ResultWriter(args.out, fmt)
+    todo = [p for p in paths if p not in writer.done]
+    summary = TagSummary(skipped=len(paths) - len(todo))
+    store = None
+    completed = False
+    try:
+        if args.store is not None:
+            from ..factory import open_store
+
+            store = open_store(args.store, choice)
+            encoder: Any = store.encoder  # the store's own model unless --model says otherwise
+        else:
+            encoder = open_encoder(choice)
+        classifier = open_classifier(encoder, labels, head=args.head, templates=templates)
+        ray = None
+        if args.engine == "ray":
+            from ..ray_engine import RayOptions
+
+            ray = RayOptions(address=args.ray_address, actors=args.ray_actors, batch_size=args.batch_size)
+        shards = Path(str(args.out) + ".embeddings") if args.engine == "ray" else None
+        with options.progress(len(todo), args.quiet) as bar:
+            results = tag_images(
+                todo, classifier, top_k=args.top_k, threshold=args.threshold, batch_size=args.batch_size,
+                workers=args.workers, store=store, summary=summary, reranker=reranker, engine=args.engine, ray=ray,
+                shards=shards, shard_rows=args.shard_rows,
+            )  # fmt: skip
+            for n, result in enumerate(results, 1):
+                if isinstance(result, TagFailure):
+                    writer.write_error(result.to_dict())
+                else:
+                    writer.write(result.to_dict())
+                if n % args.batch_size == 0:
+                    writer.flush()
+                    bar.set_postfix(img_s=f"{summary.images_per_second:.1f}", refresh=False)
+                bar.update(1)
+        completed = True
+    finally:
+        writer.close(completed=completed)
+        if store is not None:
+            store.close()
+    note = f"; embeddings in {shards}" if shards is not None else ""
+    return _report(args, summary, writer, out, note)
+
+
+def _report(args: argparse.Namespace, summary: Any, writer: Any, out: TextIO, note: str = "") -> int:
+    """The summary: JSON on stdout with --json, one line on stderr always."""
+    if args.json:
+        report = {**summary.to_dict(), "out": str(args.out), "errors": str(writer.errors_path), "engine": args.engine}
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    sys.stderr.write(
+        f"clipzero: tagged {summary.tagged}, skipped {summary.skipped} (already in {args.out}), failed "
+        f"{summary.failed}{f' (see {writer.errors_path})' if summary.failed else ''}; {summary.elapsed:.1f} s, "
+        f"{summary.images_per_second:.1f} images/s{' on Ray' if args.engine == 'ray' else ''}, precision "
+        f"{summary.precision}{note}\n"
+    )
+    return 0
+
+
+COMMANDS = {"tag": cmd_tag}

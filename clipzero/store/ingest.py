@@ -1,0 +1,98 @@
+"""Adding images to a store: unchanged files skipped, the rest through the one pipeline (or Ray), committed in
+batches so a killed run keeps what it had finished."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .records import AddReport, Record, canonical_path
+
+if TYPE_CHECKING:
+    from ..pipeline import Embedded
+    from .store import EmbeddingStore
+
+__all__ = ["add_images"]
+
+
+def add_images(
+    store: EmbeddingStore,
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    metadata: dict[str, Any] | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: Any = None,
+    engine: str = "local",
+    ray: Any = None,
+    shard_rows: int = 1000,
+) -> AddReport:
+    """The body of :meth:`EmbeddingStore.add` (the caller holds the store's writer lock)."""
+    report = AddReport()
+
+    def changed() -> Iterator[str]:
+        for raw in paths:
+            path = canonical_path(os.fspath(raw))
+            try:
+                if store.is_unchanged(path, os.stat(path)):
+                    report.unchanged += 1
+                    if progress:
+                        progress(1)
+                    continue
+            except OSError:
+                pass  # the pipeline reports it with the reason
+            yield path
+
+    if engine == "local":
+        from ..pipeline import embed
+
+        assert store.encoder is not None
+        batches: Iterable[list[Embedded]] = embed(changed(), store.encoder, lookup=store.vector_of,
+                                                   batch_size=batch_size, workers=workers)  # fmt: skip
+    elif engine == "ray":
+        batches = _on_ray(store, list(changed()), ray, shard_rows)
+    else:
+        raise ConfigError(f"unknown engine {engine!r}: local or ray")
+    for batch in batches:
+        records = []
+        for item in batch:
+            if item.vector is None:
+                report.failed.append((item.name, item.error or "could not be read"))
+                continue
+            report.encoded += item.encoded
+            report.reused += not item.encoded
+            records.append(Record(item.name, item.sha256, item.nbytes, item.size, item.mtime_ns, item.vector))
+        store.put(records, metadata=metadata)
+        if progress:
+            progress(len(batch))
+    return report
+
+
+def _on_ray(store: EmbeddingStore, todo: list[str], options: Any, shard_rows: int) -> Iterator[list[Embedded]]:
+    """Batches embedded on Ray; each batch's new vectors are written to ``<store>/shards/`` before it is stored."""
+    from ..ray_engine import ray_embed
+    from .sharded import ShardWriter
+
+    assert store.encoder is not None
+    shards = ShardWriter(Path(store.path) / "shards", rows_per_shard=shard_rows)
+    pending: list[Embedded] = []
+
+    def flush() -> list[Embedded]:
+        for item in pending:
+            if item.vector is not None:
+                shards.add(item.name, item.sha256, item.vector)
+        shards.flush()
+        done = list(pending)
+        pending.clear()
+        return done
+
+    for item, _ in ray_embed(todo, spec=store.encoder.spec, precision=store.encoder.precision,
+                             adapter=store.encoder.adapter, options=options):  # fmt: skip
+        pending.append(item)
+        if len(pending) >= shard_rows:
+            yield flush()
+    if pending:
+        yield flush()
