@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .errors import ClipzeroWarning, ImageError, LabelError
-from .images import ImageSource, source_name
+from .images import ImageSource
 from .labelcache import LabelCache, default_label_cache, memory_label_cache
 from .prompts import TemplateSet, load_templates, normalize_label
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .store import EmbeddingStore
 
 __all__ = ["LabelScore", "Prediction", "ZeroShotClassifier", "clean_labels", "clear_label_cache", "read_labels"]
+
 
 def clear_label_cache() -> None:
     """Forget the label embeddings cached in this process."""
@@ -271,39 +272,25 @@ class ZeroShotClassifier:
         Returns:
             One Prediction per image, in input order.
         """
+        from .pipeline import embed
+
         if store is not None and store.model_id != self.encoder.id:
             from .errors import StoreError
 
             raise StoreError(f"store {store.path} holds embeddings of {store.model_id!r}, not {self.encoder.id!r}")
         results: list[Prediction] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            tensors, names, slots = [], [], []
-            chunk_results: list[Prediction | None] = [None] * len(chunk)
-            known = store.vectors_for([i for i in chunk if isinstance(i, (str, os.PathLike))]) if store else {}
-            for i, image in enumerate(chunk):
-                stored = known.get(os.fspath(image)) if isinstance(image, (str, os.PathLike)) else None
-                if stored is not None:
-                    chunk_results[i] = self.predict_embeddings(
-                        stored[None, :], [source_name(image)], top_k=top_k, threshold=threshold
-                    )[0]
-                    continue
-                try:
-                    tensors.append(self.encoder.preprocess_images([image])[0])
-                except ImageError as exc:
-                    if on_error == "raise":
-                        raise
-                    chunk_results[i] = Prediction(image=source_name(image), label=None, error=exc.reason)
-                    continue
-                names.append(source_name(image))
-                slots.append(i)
-            if tensors:
-                import torch
-
-                embeddings = self.encoder.encode_pixels(torch.stack(tensors))
-                for slot, prediction in zip(
-                    slots, self.predict_embeddings(embeddings, names, top_k=top_k, threshold=threshold)
-                ):
-                    chunk_results[slot] = prediction
-            results.extend(p for p in chunk_results if p is not None)
+        lookup = store.vector_of if store is not None else None
+        for batch in embed(images, self.encoder, lookup=lookup, batch_size=batch_size):
+            good = [item for item in batch if item.vector is not None]
+            if on_error == "raise" and len(good) < len(batch):
+                bad = next(item for item in batch if item.vector is None)
+                raise ImageError(bad.name, bad.error or "could not be read")
+            found: Any = iter(())
+            if good:
+                vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
+                found = iter(self.predict_embeddings(vectors, [i.name for i in good], top_k=top_k, threshold=threshold))
+            results.extend(
+                next(found) if item.vector is not None else Prediction(image=item.name, label=None, error=item.error)
+                for item in batch
+            )
         return results

@@ -37,6 +37,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.delenv("CLIPZERO_PRECISION", raising=False)
     monkeypatch.delenv("CLIPZERO_TEMPLATES", raising=False)
     monkeypatch.delenv("CLIPZERO_CONFIG", raising=False)
+    for name in ("CLIPZERO_DEVICE", "CLIPZERO_LLM_URL", "CLIPZERO_LLM_MODEL", "CLIPZERO_LLM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     from clipzero.zeroshot import clear_label_cache
 

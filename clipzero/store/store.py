@@ -16,22 +16,21 @@ row and every row its vector. Writers take an exclusive lock file; readers never
 
 from __future__ import annotations
 
-import fcntl
-import functools
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import StoreError
-from .index_kinds import IndexSpec, build_index, index_ids, load_index, save_index
+from .database import SCHEMA, SCHEMA_VERSION, add_rows, damaged_is_store_error, fsync_dir, rebuild_index, writer_lock
+from .index_kinds import IndexSpec, index_ids, load_index, save_index
 from .records import AddReport, Record, SearchHit, StoredImage, canonical_path
 
 if TYPE_CHECKING:
@@ -40,56 +39,6 @@ if TYPE_CHECKING:
     from ..pipeline import Embedded
 
 __all__ = ["EmbeddingStore"]
-
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sha256 TEXT NOT NULL UNIQUE,
-    bytes INTEGER NOT NULL,
-    added REAL NOT NULL,
-    vector BLOB NOT NULL,
-    metadata TEXT
-);
-CREATE TABLE IF NOT EXISTS paths (
-    path TEXT PRIMARY KEY,
-    image_id INTEGER NOT NULL REFERENCES images(id),
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS paths_by_image ON paths(image_id);
-"""
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _damaged_is_store_error(method: _F) -> _F:
-    """SQLite's 'file is not a database' and 'malformed' errors become a StoreError that says what to do."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise
-            db = Path(self.path) / "store.sqlite"
-            raise StoreError(
-                f"store database {db} is damaged or is not a clipzero store ({exc}): rebuild the store by adding "
-                "the images again (clipzero index add), or restore the folder from a backup"
-            ) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class EmbeddingStore:
@@ -112,7 +61,7 @@ class EmbeddingStore:
         'a.png'
     """
 
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def __init__(self, path: str | os.PathLike[str], encoder: Encoder | None = None, *, index: str = "auto") -> None:
         self.path = Path(path)
         self.encoder = encoder
@@ -125,7 +74,7 @@ class EmbeddingStore:
         self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
+        self._db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
         with self._transaction():
             meta = self._meta()
             if not meta:
@@ -180,20 +129,9 @@ class EmbeddingStore:
                 raise
             self._db.execute("COMMIT")
 
-    @contextmanager
-    def writer(self) -> Iterator[None]:
+    def writer(self) -> AbstractContextManager[None]:
         """One writer at a time, across processes: a second one gets a clear error instead of waiting."""
-        lock = open(self.path / ".lock", "a+")
-        try:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise StoreError(
-                    f"store {self.path} is being written by another process; try again when it has finished"
-                ) from exc
-            yield
-        finally:
-            lock.close()
+        return writer_lock(self.path)
 
     # -- the index -------------------------------------------------------------------------------------------------
     def _open_index(self) -> tuple[Any, int, int]:
@@ -208,38 +146,16 @@ class EmbeddingStore:
             return index, revision, max_id
         return self._rebuild_index(revision)
 
-    def _rows(self, after_id: int = 0, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        last = after_id
-        while True:
-            rows = self._db.execute(
-                "SELECT id, vector FROM images WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
-            ).fetchall()
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            last = int(ids[-1])
-            yield ids, np.ascontiguousarray(vectors)
-
     def _add_rows_to(self, index: Any, after_id: int) -> int:
-        max_id = after_id
-        for ids, vectors in self._rows(after_id):
-            index.add_with_ids(vectors, ids)
-            max_id = int(ids[-1])
-        return max_id
+        return add_rows(self._db, self.dim, index, after_id)
 
     def _rebuild_index(self, revision: int) -> tuple[Any, int, int]:
-        count = self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-        sample = None
-        if self.index_spec.needs_training(count):
-            sample = next(self._rows(0, batch=min(count, 100_000)))[1]
-        index = build_index(self.index_spec, self.dim, count, sample)
-        max_id = self._add_rows_to(index, after_id=0)
+        index, max_id = rebuild_index(self._db, self.index_spec, self.dim)
         return index, revision, max_id
 
     def _save_index(self) -> None:
         save_index(self.path, self._index, {"revision": self._index_revision, "max_id": self._index_max_id})
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def _refresh(self) -> None:
         """Bring this handle's index up to date with what other processes committed."""
@@ -247,7 +163,7 @@ class EmbeddingStore:
             self._index, self._index_revision, self._index_max_id = self._open_index()
 
     # -- reading ---------------------------------------------------------------------------------------------------
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
 
@@ -256,7 +172,7 @@ class EmbeddingStore:
             r[0] for r in self._db.execute("SELECT path FROM paths WHERE image_id = ? ORDER BY path", (image_id,))
         )
 
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def get(self, key: str | os.PathLike[str]) -> StoredImage | None:
         """The stored image for a path or a sha256, or None."""
         text = os.fspath(key)
@@ -274,27 +190,7 @@ class EmbeddingStore:
         vector = np.frombuffer(row[2], dtype=np.float32).copy()
         return StoredImage(row[0], row[1], self._paths_of(row[0]), vector, json.loads(row[3]) if row[3] else None)
 
-    @_damaged_is_store_error
-    def vectors_for(self, paths: Sequence[str | os.PathLike[str]]) -> dict[str, np.ndarray]:
-        """Stored embeddings for the paths whose file is unchanged since it was added (same size and mtime)."""
-        found: dict[str, np.ndarray] = {}
-        for raw in paths:
-            path = canonical_path(os.fspath(raw))
-            row = self._db.execute(
-                "SELECT p.size, p.mtime_ns, i.vector FROM paths p JOIN images i ON p.image_id = i.id WHERE p.path = ?",
-                (path,),
-            ).fetchone()
-            if row is None:
-                continue
-            try:
-                stat = os.stat(path)
-            except OSError:
-                continue
-            if (stat.st_size, stat.st_mtime_ns) == (row[0], row[1]):
-                found[os.fspath(raw)] = np.frombuffer(row[2], dtype=np.float32).copy()
-        return found
-
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def search(
         self,
         query: str | ImageSource | np.ndarray,
@@ -345,7 +241,7 @@ class EmbeddingStore:
         return vector
 
     # -- writing ---------------------------------------------------------------------------------------------------
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def add(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -399,7 +295,7 @@ class EmbeddingStore:
         """True when content with this hash is stored."""
         return self._db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)).fetchone() is not None
 
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def vector_of(self, sha256: str) -> np.ndarray | None:
         """The stored embedding of content with this hash, or None (the pipeline's known-vector lookup)."""
         with self._lock:
@@ -414,7 +310,7 @@ class EmbeddingStore:
             with self.writer():
                 self.put(records)
 
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def put(self, records: Sequence[Record], *, metadata: dict[str, Any] | None = None) -> None:
         """Store paths and embeddings in one transaction, then update the index.
 
@@ -464,7 +360,7 @@ class EmbeddingStore:
         if self.index_spec.wants_rebuild(self._index, len(self)):
             self._index, self._index_revision, self._index_max_id = self._rebuild_index(revision)  # outgrew it
 
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def remove(self, keys: Iterable[str | os.PathLike[str]]) -> int:
         """Forget paths (or sha256 keys); content no path points to any more is dropped. Returns paths removed."""
         removed = 0
@@ -481,7 +377,7 @@ class EmbeddingStore:
         self._save_index()
         return removed
 
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def prune(self) -> int:
         """Forget paths whose files no longer exist. Returns how many were pruned."""
         gone = [p for (p,) in self._db.execute("SELECT path FROM paths").fetchall() if not os.path.exists(p)]
@@ -492,7 +388,7 @@ class EmbeddingStore:
         revision = int(self._meta()["revision"]) + 1
         self._set_meta(revision=revision, removed_revision=revision)
 
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def info(self) -> dict[str, Any]:
         """Counts, model, index kind and sizes on disk."""
         files = {p.name: p.stat().st_size for p in self.path.iterdir() if p.is_file()}
@@ -507,7 +403,7 @@ class EmbeddingStore:
             "bytes_on_disk": sum(files.values()),
         }
 
-    @_damaged_is_store_error
+    @damaged_is_store_error
     def check(self) -> None:
         """Verify that the index and SQLite agree: every vector has its row and every row its vector, once.
 

@@ -92,7 +92,9 @@ def test_killed_writer_leaves_a_consistent_store(tiny_model_dir: Path, tmp_path:
 def test_classify_reuses_stored_embeddings(tiny_model_dir: Path, tmp_path: Path) -> None:
     pics = write_pictures(tmp_path / "pics", 3)
     store = tmp_path / "store"
-    assert run("index", "add", *map(str, pics), "--store", str(store), "--model", str(tiny_model_dir)).returncode == 0
+    made = run("index", "add", *map(str, pics), "--store", str(store), "--model", str(tiny_model_dir), "--precision",
+               "fp32")  # fmt: skip
+    assert made.returncode == 0
     code = (
         "import sys, clipzero\n"
         f"store = clipzero.EmbeddingStore({str(store)!r})\n"
