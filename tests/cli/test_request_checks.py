@@ -1,0 +1,146 @@
+"""Wrong requests fail before any model loads, with exit 2; missing extras are named before any work; the
+offline default-model error points at the model that works offline; --labels with commas."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import run
+
+
+def in_fresh_python(*argv: str, missing: tuple[str, ...] = (), env: dict[str, str] | None = None
+                    ) -> tuple[int, str, set[str], float]:  # fmt: skip
+    """Run ``clipzero ARGV`` in a new interpreter, with ``missing`` modules made unimportable (as if their extra
+    were not installed). Returns (exit code, stderr, which of torch/open_clip got imported, seconds)."""
+    import os
+
+    code = (
+        "import sys, json\n"
+        f"for name in {list(missing)!r}:\n"
+        "    sys.modules[name] = None\n"
+        "from clipzero.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print(json.dumps([rc, sorted(m for m in ('torch', 'open_clip') if m in sys.modules)]))\n"
+    )
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, **(env or {})})  # fmt: skip
+    elapsed = time.perf_counter() - started
+    assert result.stdout.strip(), result.stderr[-3000:]
+    rc, loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    return rc, result.stderr, set(loaded), elapsed
+
+
+@pytest.fixture(scope="module")
+def bare_start() -> float:
+    """Seconds for a bare interpreter to import the CLI and build its parser: the yardstick for 'at once'."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import clipzero.cli as c; c.build_parser()"], check=True, timeout=120)
+    return time.perf_counter() - started
+
+
+def _image(tmp_path: Path) -> str:
+    from tests.conftest import write_image
+
+    return str(write_image(tmp_path / "x.png"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--labels-file", "{empty}"], "holds no labels"),
+        (["--labels-file", "{missing}"], "not found"),
+        (["--labels", "cat", "dog", "--templates", "photos"], "photos"),
+        (["--labels", "cat", "dog", "--threshold", "1.5"], "between 0 and 1"),
+        (["--labels", "cat", "dog", "--top-k", "0"], "--top-k must be at least 1"),
+        (["--labels", "cat", "dog", "--head", "h.safetensors"], "--head brings its own labels"),
+    ],
+)
+def test_wrong_classify_requests_fail_before_torch(
+    tmp_path: Path, bare_start: float, args: list[str], message: str
+) -> None:
+    (tmp_path / "empty.txt").write_text("# no labels here\n\n")
+    argv = [a.format(empty=tmp_path / "empty.txt", missing=tmp_path / "nope.txt") for a in args]
+    rc, stderr, loaded, seconds = in_fresh_python("classify", _image(tmp_path), *argv)
+    assert rc == 2, stderr
+    assert message in stderr and "Traceback" not in stderr
+    assert loaded == set()  # neither torch nor open_clip was imported, so no model was loaded
+    assert seconds < 3 * bare_start + 2.0  # a model load alone takes 10 s and more
+
+
+def test_duplicate_labels_are_merged_with_a_warning_before_any_model_loads(tmp_path: Path) -> None:
+    rc, stderr, loaded, _ = in_fresh_python(
+        "classify", _image(tmp_path), "--labels", "cat", "Cat", "--templates", "photos"
+    )
+    assert rc == 2 and "duplicate label 'Cat' merged with 'cat'" in stderr and loaded == set()
+
+
+def test_a_precision_or_device_the_machine_lacks_is_a_wrong_request(tmp_path: Path) -> None:
+    rc, stderr, loaded, _ = in_fresh_python("classify", _image(tmp_path), "--labels", "a", "b", "--precision",
+                                            "fp16", "--device", "cpu")  # fmt: skip
+    assert rc == 2 and "fp16 needs a GPU" in stderr and "open_clip" not in loaded
+    import torch
+
+    if not torch.cuda.is_available():
+        rc, stderr, loaded, _ = in_fresh_python("tag", _image(tmp_path), "--labels", "a", "b", "--out",
+                                                str(tmp_path / "r.jsonl"), "--device", "cuda")  # fmt: skip
+        assert rc == 2 and "CUDA is not available" in stderr and "open_clip" not in loaded
+        assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "extra"),
+    [
+        (["tag", "{img}", "--labels", "a", "b", "--out", "{dir}/r.parquet"], ("pyarrow",), "parquet"),
+        (["tag", "{img}", "--labels", "a", "b", "--out", "{dir}/r.jsonl", "--engine", "ray"], ("ray",), "ray"),
+        (["classify", "{img}", "--labels", "a", "b", "--rerank", "--llm-url", "http://127.0.0.1:9/v1",
+          "--llm-model", "m"], ("httpx",), "llm"),
+        (["serve", "--model", "clipzero-shapes", "--port", "9"], ("gradio",), "web"),
+    ],
+)  # fmt: skip
+def test_a_missing_extra_is_named_before_any_work(
+    tmp_path: Path, argv: list[str], missing: tuple[str, ...], extra: str
+) -> None:
+    filled = [a.format(img=_image(tmp_path), dir=tmp_path) for a in argv]
+    rc, stderr, loaded, _ = in_fresh_python(*filled, missing=missing)
+    assert rc == 2, stderr
+    assert f"pip install 'clipzero[{extra}]'" in stderr and "Traceback" not in stderr
+    assert "open_clip" not in loaded  # no model was loaded, no image tagged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]  # no result file, no partial file
+    assert "serving on" not in stderr
+
+
+def test_the_offline_default_model_error_names_the_model_that_works_offline(tmp_path: Path) -> None:
+    result = run("classify", _image(tmp_path), "--labels", "a", "b", env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1
+    first = result.stderr.strip().splitlines()[0]
+    assert "no network" in first and "--model clipzero-shapes" in first, result.stderr
+    assert "default model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_checks_the_model_before_printing_its_address(tmp_path: Path) -> None:
+    result = run("serve", "--port", "9", env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1 and "--model clipzero-shapes" in result.stderr
+    assert "serving on" not in result.stderr
+
+
+def test_one_labels_argument_with_commas_is_split_with_a_warning(tmp_path: Path) -> None:
+    from tests.conftest import write_image
+
+    picture = write_image(tmp_path / "red.png", (220, 20, 20), size=(64, 64))
+    result = run("classify", str(picture), "--labels", "red circle,blue star", "--model", "clipzero-shapes",
+                 "--templates", "photo", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    labels = {p["label"] for p in json.loads(result.stdout)[0]["predictions"]}
+    assert labels == {"red circle", "blue star"}  # two labels, as the web UI and the API would read the text
+    assert "split at its commas into 2 labels" in result.stderr and "--labels-file" in result.stderr
+    kept = run("classify", str(picture), "--labels", "a circle, red", "a star", "--model", "clipzero-shapes",
+               "--templates", "photo", "--json")  # fmt: skip
+    assert {p["label"] for p in json.loads(kept.stdout)[0]["predictions"]} == {"a circle, red", "a star"}
+    assert "split" not in kept.stderr
