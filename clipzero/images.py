@@ -188,7 +188,7 @@ def read_image_file(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result
 def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
     if isinstance(source, bytes):
         if not source:
-            raise ImageError(name, "empty data (0 bytes)")
+            raise ImageError(name, "empty file (0 bytes)")  # worded as for a path: an upload is a file too
         stream = io.BytesIO(source)
     else:
         stream = io.BytesIO(read_image_file(source)[0])
