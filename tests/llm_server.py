@@ -28,6 +28,7 @@ class LLMServer:
     url: str
     script: Callable[[dict[str, Any]], Reply] = field(default=lambda request: Reply('{"choice": 1}'))
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # each request's HTTP headers, in order
 
     def user_text(self, index: int = -1) -> str:
         content = self.requests[index]["messages"][-1]["content"]
@@ -45,6 +46,7 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             server.requests.append(body)
+            server.headers.append({k.lower(): v for k, v in self.headers.items()})
             reply = server.script(body)
             if reply.delay:
                 time.sleep(reply.delay)

@@ -144,3 +144,13 @@ def test_one_labels_argument_with_commas_is_split_with_a_warning(tmp_path: Path)
                "--templates", "photo", "--json")  # fmt: skip
     assert {p["label"] for p in json.loads(kept.stdout)[0]["predictions"]} == {"a circle, red", "a star"}
     assert "split" not in kept.stderr
+
+
+def test_app_py_is_clipzero_serve_with_the_same_defaults() -> None:
+    root = Path(__file__).resolve().parents[2]
+    app = subprocess.run([sys.executable, str(root / "app.py"), "--help"], capture_output=True, text=True, timeout=60)
+    serve = run("serve", "--help")
+    assert app.returncode == serve.returncode == 0
+    body = [line for line in serve.stdout.splitlines() if not line.startswith("usage")]
+    assert [line for line in app.stdout.splitlines() if not line.startswith("usage")] == body
+    assert "(default 64)" in serve.stdout and "$CLIPZERO_MODEL" in serve.stdout  # the real defaults are stated

@@ -34,3 +34,16 @@ def test_uncached_pretrained_described_from_architecture() -> None:
     # a count that missed the attention projections (MultiheadAttention's fused path) would give about 5.9.
     assert 8.0 < info.gflops_image < 9.5
     assert 5.0 < info.gflops_prompt < 6.5  # 12 layers x 12 x 512^2 weights x 77 tokens x 2
+
+
+def test_the_web_ui_model_tab_states_the_memory_clipzero_info_states(tiny_model_dir: Path, tiny_encoder: object,
+                                                                     ) -> None:  # fmt: skip
+    from types import SimpleNamespace
+
+    from clipzero.modelinfo import format_bytes
+    from clipzero.service.ui import _model_markdown  # the tab's own text, built without a server
+
+    info = describe_model(str(tiny_model_dir))
+    text = _model_markdown(SimpleNamespace(encoder=tiny_encoder))  # type: ignore[arg-type]
+    for precision, size in info.memory_bytes.items():
+        assert f"| {precision} | {format_bytes(size)} |" in text
