@@ -207,30 +207,13 @@ def _ray_batches(images: Iterable[str | os.PathLike[str]], classifier: ZeroShotC
                  threshold: float | None, options: RayOptions | None, shards: str | os.PathLike[str] | None,
                  shard_rows: int) -> Iterator[Batch]:  # fmt: skip
     from .ray_engine import ray_embed
-    from .store.sharded import ShardWriter
+    from .store.sharded import ShardWriter, in_shards
 
     writer = ShardWriter(Path(shards), rows_per_shard=shard_rows) if shards is not None else None
     classify = {"labels": classifier.labels, "templates": classifier.templates, "top_k": top_k,
                 "threshold": threshold}  # fmt: skip
-    pending: Batch = []
-
-    def flush() -> Batch:
-        if writer is not None:  # shards first: a kill in between repeats rows in a shard rather than losing vectors
-            for item, _ in pending:
-                if item.vector is not None:
-                    writer.add(item.name, item.sha256, item.vector)
-            writer.flush()
-        done = list(pending)
-        pending.clear()
-        return done
-
     encoder = classifier.encoder
     paths = [os.fspath(p) for p in images]
-    for item, prediction in ray_embed(paths, spec=encoder.spec, precision=encoder.precision,
-                                      adapter=getattr(encoder, "adapter", None), classify=classify,
-                                      options=options):  # fmt: skip
-        pending.append((item, prediction))
-        if len(pending) >= shard_rows:
-            yield flush()
-    if pending:
-        yield flush()
+    pairs = ray_embed(paths, spec=encoder.spec, precision=encoder.precision, adapter=encoder.adapter,
+                      classify=classify, options=options)  # fmt: skip
+    yield from in_shards(pairs, writer, shard_rows)

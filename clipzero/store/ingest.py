@@ -74,25 +74,11 @@ def add_images(
 def _on_ray(store: EmbeddingStore, todo: list[str], options: Any, shard_rows: int) -> Iterator[list[Embedded]]:
     """Batches embedded on Ray; each batch's new vectors are written to ``<store>/shards/`` before it is stored."""
     from ..ray_engine import ray_embed
-    from .sharded import ShardWriter
+    from .sharded import ShardWriter, in_shards
 
     assert store.encoder is not None
     shards = ShardWriter(Path(store.path) / "shards", rows_per_shard=shard_rows)
-    pending: list[Embedded] = []
-
-    def flush() -> list[Embedded]:
-        for item in pending:
-            if item.vector is not None:
-                shards.add(item.name, item.sha256, item.vector)
-        shards.flush()
-        done = list(pending)
-        pending.clear()
-        return done
-
-    for item, _ in ray_embed(todo, spec=store.encoder.spec, precision=store.encoder.precision,
-                             adapter=store.encoder.adapter, options=options):  # fmt: skip
-        pending.append(item)
-        if len(pending) >= shard_rows:
-            yield flush()
-    if pending:
-        yield flush()
+    pairs = ray_embed(todo, spec=store.encoder.spec, precision=store.encoder.precision, adapter=store.encoder.adapter,
+                      options=options)  # fmt: skip
+    for batch in in_shards(pairs, shards, shard_rows):
+        yield [item for item, _ in batch]

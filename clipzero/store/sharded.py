@@ -22,16 +22,16 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..errors import StoreError
 
-__all__ = ["ShardWriter", "ShardedIndex", "build_from_shards", "choose_layout", "read_shard"]
+__all__ = ["ShardWriter", "ShardedIndex", "build_from_shards", "choose_layout", "in_shards", "read_shard"]
 
 
 @dataclass(frozen=True)
@@ -249,3 +249,30 @@ class ShardWriter:
         os.replace(partial, target)  # a shard is there whole or not at all
         self.number += 1
         self._rows = []
+
+
+_T = TypeVar("_T")
+
+
+def in_shards(pairs: Iterable[tuple[Any, _T]], writer: ShardWriter | None, rows: int) -> Iterator[list[tuple[Any, _T]]]:
+    """Group (embedded item, extra) pairs into lists of ``rows``; each list's vectors are written as a shard (when
+    ``writer`` is given) before the list is handed on, so a run killed in between repeats rows in a shard rather
+    than losing vectors."""
+    pending: list[tuple[Any, _T]] = []
+
+    def flush() -> list[tuple[Any, _T]]:
+        if writer is not None:
+            for item, _ in pending:
+                if item.vector is not None:
+                    writer.add(item.name, item.sha256, item.vector)
+            writer.flush()
+        done = list(pending)
+        pending.clear()
+        return done
+
+    for pair in pairs:
+        pending.append(pair)
+        if len(pending) >= rows:
+            yield flush()
+    if pending:
+        yield flush()
