@@ -36,6 +36,7 @@ __all__ = [
     "open_encoder",
     "open_reranker",
     "open_store",
+    "resolve_api_key",
     "resolve_labels",
     "resolve_model",
     "resolve_templates",
@@ -232,6 +233,11 @@ def resolve_templates(templates: str | os.PathLike[str] | None = None) -> Templa
     from .prompts import load_templates
 
     return load_templates(templates if templates is not None else load_settings().templates)
+
+
+def resolve_api_key(explicit: str | None = None) -> str | None:
+    """The key a server requires: the argument (``--api-key``), else ``CLIPZERO_API_KEY``, else none."""
+    return explicit or os.environ.get("CLIPZERO_API_KEY") or None
 
 
 def check_threshold(threshold: float | None) -> None:

@@ -42,13 +42,15 @@ def _millions(n: int) -> str:
 
 
 def cmd_info(args: argparse.Namespace, out: TextIO) -> int:
+    from ..encoder import resolve_device
     from ..factory import check_model, resolve_model
     from ..modelinfo import describe_model, format_bytes
 
     choice = check_model(resolve_model(args.model))  # the precision and device every command would use here
+    device = str(resolve_device(choice.device))
     info = describe_model(choice.spec)
     if args.json:
-        options.print_json({**info.to_dict(), "device": choice.device, "precision": choice.precision}, out)
+        options.print_json({**info.to_dict(), "device": device, "precision": choice.precision}, out)
         return 0
     weights = "" if info.weights_loaded else "  (weights not cached here: figures from the architecture)"
     rows = [
@@ -62,7 +64,7 @@ def cmd_info(args: argparse.Namespace, out: TextIO) -> int:
         ),
         ("memory", ", ".join(f"{k} {format_bytes(v)}" for k, v in info.memory_bytes.items()) + " (weights only)"),
         ("FLOPs", f"{info.gflops_image:.2f} GFLOP per image, {info.gflops_prompt:.2f} GFLOP per prompt"),
-        ("precision", f"{choice.precision} on {choice.device} (every command's default here; --precision changes it)"),
+        ("precision", f"{choice.precision} on {device} (every command's default here; --precision changes it)"),
     ]
     for key, value in rows:
         out.write(f"{key:<13} {value}\n")

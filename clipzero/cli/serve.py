@@ -28,7 +28,7 @@ _LIMITS = [
 
 
 def add_parsers(commands: Any) -> None:
-    from ..service.core import ServiceSettings
+    from ..service.core import ServiceSettings  # the dataclass alone: no web extra needed for --help
 
     defaults = ServiceSettings()
     serve = commands.add_parser(
@@ -66,8 +66,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     options.at_least(args, 1, *(field for _, field, kind, _ in _LIMITS if kind is int))
     resolve_templates(args.templates)  # a wrong template set fails now, not after the model loads
     options.check_model(args, args.store)
-    from ..service.core import ServiceSettings, configured_api_key
-    from ..service.server import serve
+    from ..factory import resolve_api_key
+    from ..service import ServiceSettings, serve
 
     limits = {field: getattr(args, field) for _, field, _, _ in _LIMITS if getattr(args, field) is not None}
     settings = ServiceSettings(
@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         adapter=args.adapter,
         head=args.head,
         store=args.store,
-        api_key=configured_api_key(args.api_key),
+        api_key=resolve_api_key(args.api_key),
         micro_batching=not args.no_micro_batching,
         templates=args.templates,
         llm_url=args.llm_url,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -346,7 +345,3 @@ def _configured_llm() -> bool:
 
     settings = load_settings()
     return bool(settings.llm_url and settings.llm_model)
-
-
-def configured_api_key(explicit: str | None) -> str | None:
-    return explicit or os.environ.get("CLIPZERO_API_KEY") or None
