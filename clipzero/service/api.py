@@ -1,4 +1,5 @@
-"""The JSON HTTP API (FastAPI): /v1/classify, /v1/search, /v1/embed, /v1/models, /healthz.
+"""The JSON HTTP API (FastAPI): /v1/classify, /v1/search, /v1/embed, /v1/embeddings (OpenAI-compatible),
+/v1/models, /healthz.
 
 Errors are JSON, ``{"error": {"type": ..., "message": ...}}``, with the status that says whose fault it is: 400
 an unreadable image, 401 a missing or wrong API key, 404 a feature this server runs without (no store, no LLM),
@@ -31,6 +32,7 @@ from .core import (
     deadline_after,
     decode_base64,
 )
+from .embeddings import EmbeddingsJSON, openai_embeddings
 from .guard import ClientPathRefused
 
 __all__ = ["create_api"]
@@ -288,6 +290,12 @@ def create_api(service: Service) -> FastAPI:
             images = [(f"image-{i}", decode_base64(data, f"image-{i}")) for i, data in enumerate(body.images or [])]
             vectors = await bounded(service.embed_images, images)
         return {"model": service.encoder.id, "dim": int(vectors.shape[1]), "vectors": vectors.round(6).tolist()}
+
+    @app.post("/v1/embeddings", tags=["embed"], openapi_extra=_json_request(EmbeddingsJSON))
+    async def embeddings(request: Request) -> dict[str, Any]:
+        """OpenAI-compatible embeddings: texts, and images as ``data:image/...;base64,`` URLs, in one space."""
+        body = await json_body(request, EmbeddingsJSON)
+        return await bounded(openai_embeddings, service, body)
 
     @app.post(
         "/v1/search",
