@@ -155,7 +155,8 @@ class _Memo:
         self.failed: OrderedDict[str, str] = OrderedDict()
 
     def seen(self, sha: str) -> bool:
-        # Called from decode threads in input order of submission; set operations are atomic under the GIL.
+        # Called from decode threads (set operations are atomic under the GIL). Two copies decoded at once may
+        # claim out of order; a repeat whose first copy is not encoded yet is then encoded itself (see _finish).
         if sha in self.pending or sha in self.vectors or sha in self.failed:
             return True
         self.pending.add(sha)
