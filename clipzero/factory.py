@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings, load_settings
+from .config import DEFAULT_MODEL, PRECISIONS, Settings, load_settings
 from .errors import ClipzeroWarning, ConfigError, LabelError, ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ class ModelChoice:
         device: the device asked for (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``).
         precision: the precision asked for (``auto`` until :func:`check_model` picks the device's).
         adapter: a LoRA adapter folder, or None.
-        default: True when no flag, environment variable or config key named the model (the built-in default).
+        default: True when the model is the built-in default and no argument named it (the offline error then
+            says how to choose another).
     """
 
     spec: str
@@ -80,8 +81,6 @@ def resolve_model(
         ConfigError: a setting holds a value clipzero cannot use (an unknown precision, say).
     """
     settings = settings or load_settings()
-    from .config import DEFAULT_MODEL, PRECISIONS
-
     spec = model or (store_model(store) if store is not None else None) or settings.model
     chosen_precision = precision or settings.precision
     if chosen_precision not in PRECISIONS:
@@ -91,7 +90,7 @@ def resolve_model(
         device=device or settings.device,
         precision=chosen_precision,
         adapter=os.fspath(adapter) if adapter is not None else None,
-        default=model is None and spec == DEFAULT_MODEL and "CLIPZERO_MODEL" not in os.environ,
+        default=model is None and spec == DEFAULT_MODEL,
     )
 
 
@@ -223,9 +222,9 @@ def resolve_labels(labels: Sequence[str] | None = None, labels_file: str | os.Pa
     return clean_labels(labels)
 
 
-def resolve_templates(templates: str | os.PathLike[str] | None = None) -> TemplateSet:
-    """The template set: the argument, else ``CLIPZERO_TEMPLATES``, the config file, ``ensemble-en``; loaded and
-    validated (no model needed).
+def resolve_templates(templates: str | os.PathLike[str] | TemplateSet | None = None) -> TemplateSet:
+    """The template set: the argument (a name, a file or a loaded set), else ``CLIPZERO_TEMPLATES``, the config
+    file, ``ensemble-en``; loaded and validated (no model needed).
 
     Raises:
         TemplateError: unknown name, unreadable file, a template without ``{label}``.
@@ -274,11 +273,7 @@ def open_classifier(
         raise LabelError("give the labels: --labels L [L ...] or --labels-file F (or a trained --head)")
     from .zeroshot import ZeroShotClassifier
 
-    chosen = (
-        templates
-        if templates is not None and not isinstance(templates, (str, os.PathLike))
-        else (resolve_templates(templates))
-    )
+    chosen = resolve_templates(templates)
     return ZeroShotClassifier(encoder, labels, templates=chosen, text_slot=text_slot, label_cache=label_cache)
 
 
@@ -326,12 +321,11 @@ def open_reranker(
         )
     if top_k < 2:
         raise ConfigError(f"re-ranking needs at least 2 candidates, got --rerank-top-k {top_k}")
-    from .prompts import TemplateSet
     from .rerank.client import client_from_env
     from .rerank.describe import read_descriptions
     from .rerank.reranker import Reranker
 
-    chosen = templates if isinstance(templates, TemplateSet) else resolve_templates(templates)
+    chosen = resolve_templates(templates)
     client = client_from_env(url, name, api_key=llm_api_key, timeout=timeout, retries=retries, cache=cache)
     return Reranker(
         client,

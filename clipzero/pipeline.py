@@ -94,10 +94,6 @@ class Embedded:
     pixels: Any = field(default=None, repr=False)  # the preprocessed tensor until encoded
     repeat: Any = field(default=None, repr=False)  # content seen earlier in this run: its source, until resolved
 
-    @property
-    def ok(self) -> bool:
-        return self.vector is not None
-
 
 def decode(source: ImageSource, decoder: Decoder) -> Any:
     """One image (path, bytes or PIL) -> the model's input tensor (3, H, W).

@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .errors import ConfigError, StoreError
 from .pipeline import Embedded, embed
-from .zeroshot import Prediction, ZeroShotClassifier
+from .zeroshot import Prediction, ZeroShotClassifier, predict_embedded
 
 if TYPE_CHECKING:
     from .encoder import Encoder
@@ -28,7 +26,7 @@ if TYPE_CHECKING:
     from .ray_engine import RayOptions
     from .store import EmbeddingStore
 
-__all__ = ["TagFailure", "TagResult", "TagSummary", "tag_images"]
+__all__ = ["TagFailure", "TagResult", "TagSummary", "check_engine", "tag_images"]
 
 
 @dataclass(frozen=True)
@@ -156,21 +154,18 @@ def tag_images(
         raise StoreError(f"store {store.path} holds embeddings of {store.model_id!r}, not {encoder.id!r}")
     summary = summary if summary is not None else TagSummary()
     summary.precision = encoder.precision
+    check_engine(engine, store=store is not None, rerank=reranker is not None,
+                 head=type(classifier) is not ZeroShotClassifier)  # fmt: skip
     start = time.perf_counter()
     if engine == "ray":
-        if store is not None or reranker is not None or type(classifier) is not ZeroShotClassifier:
-            raise ConfigError("--engine ray tags with --labels or --labels-file only (no --head, --rerank or --store)")
         batches = _ray_batches(images, classifier, top_k, threshold, ray, shards, shard_rows)
-    elif engine == "local":
+    else:
         lookup = store.vector_of if store is not None else None
         batches = _local_batches(images, classifier, top_k, threshold, batch_size, workers, lookup, store)
-    else:
-        raise ConfigError(f"unknown engine {engine!r}: local or ray")
     for batch in batches:
         summary.encoded += sum(1 for item, _ in batch if item.encoded)
         summary.from_store += sum(1 for item, _ in batch if not item.encoded and item.vector is not None)
-        good = [(item, p) for item, p in batch if p is not None]
-        predicted = [p for _, p in good]
+        predicted = [p for _, p in batch if p is not None]
         reranked = iter(reranker.rerank_many(predicted) if reranker is not None else [None] * len(predicted))
         for item, prediction in batch:
             if prediction is None:
@@ -185,6 +180,18 @@ def tag_images(
     summary.elapsed = time.perf_counter() - start
 
 
+def check_engine(engine: str, *, store: bool = False, rerank: bool = False, head: bool = False) -> None:
+    """The engine can do the request (no model needed): ``local`` does everything, ``ray`` tags with labels only.
+
+    Raises:
+        ConfigError: an unknown engine, or Ray asked to use a store, a re-ranker or a trained head.
+    """
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"unknown engine {engine!r}: local or ray")
+    if engine == "ray" and (store or rerank or head):
+        raise ConfigError("--engine ray tags with --labels or --labels-file only (no --head, --rerank or --store)")
+
+
 Batch = list[tuple[Embedded, "Prediction | None"]]
 
 
@@ -194,13 +201,8 @@ def _local_batches(images: Iterable[str | os.PathLike[str]], classifier: ZeroSho
     for batch in embed(images, classifier.encoder, lookup=lookup, batch_size=batch_size, workers=workers):
         if store is not None:
             store.keep(batch)
-        good = [item for item in batch if item.vector is not None]
-        found: Iterator[Prediction] = iter(())
-        if good:
-            vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
-            found = iter(classifier.predict_embeddings(vectors, [i.name for i in good], top_k=top_k,
-                                                       threshold=threshold))  # fmt: skip
-        yield [(item, next(found) if item.vector is not None else None) for item in batch]
+        predicted = predict_embedded(classifier, batch, top_k=top_k, threshold=threshold)
+        yield [(item, p if item.vector is not None else None) for item, p in zip(batch, predicted)]
 
 
 def _ray_batches(images: Iterable[str | os.PathLike[str]], classifier: ZeroShotClassifier, top_k: int,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,9 +25,18 @@ from .prompts import TemplateSet, load_templates, normalize_label
 
 if TYPE_CHECKING:
     from .encoder import Encoder
+    from .pipeline import Embedded
     from .store import EmbeddingStore
 
-__all__ = ["LabelScore", "Prediction", "ZeroShotClassifier", "clean_labels", "clear_label_cache", "read_labels"]
+__all__ = [
+    "LabelScore",
+    "Prediction",
+    "ZeroShotClassifier",
+    "clean_labels",
+    "clear_label_cache",
+    "predict_embedded",
+    "read_labels",
+]
 
 
 def clear_label_cache() -> None:
@@ -281,16 +290,24 @@ class ZeroShotClassifier:
         results: list[Prediction] = []
         lookup = store.vector_of if store is not None else None
         for batch in embed(images, self.encoder, lookup=lookup, batch_size=batch_size):
-            good = [item for item in batch if item.vector is not None]
-            if on_error == "raise" and len(good) < len(batch):
-                bad = next(item for item in batch if item.vector is None)
+            bad = next((item for item in batch if item.vector is None), None)
+            if on_error == "raise" and bad is not None:
                 raise ImageError(bad.name, bad.error or "could not be read")
-            found: Any = iter(())
-            if good:
-                vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
-                found = iter(self.predict_embeddings(vectors, [i.name for i in good], top_k=top_k, threshold=threshold))
-            results.extend(
-                next(found) if item.vector is not None else Prediction(image=item.name, label=None, error=item.error)
-                for item in batch
-            )
+            results.extend(predict_embedded(self, batch, top_k=top_k, threshold=threshold))
         return results
+
+
+def predict_embedded(
+    classifier: Any, items: Sequence[Embedded], *, top_k: int = 5, threshold: float | None = None
+) -> list[Prediction]:
+    """One Prediction per pipeline item, in order: the classifier's for those with a vector, the reason for the
+    others (``error`` set). ``classifier`` is anything with ``predict_embeddings`` (zero-shot or a trained head)."""
+    good = [item for item in items if item.vector is not None]
+    found: Iterator[Prediction] = iter(())
+    if good:
+        vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
+        found = iter(classifier.predict_embeddings(vectors, [i.name for i in good], top_k=top_k, threshold=threshold))
+    return [
+        next(found) if item.vector is not None else Prediction(image=item.name, label=None, error=item.error)
+        for item in items
+    ]

@@ -44,7 +44,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     from ..factory import check_threshold, open_classifier, open_encoder, resolve_templates
     from ..images import find_images
     from ..outputs import ResultWriter, format_for
-    from ..tagging import TagFailure, TagSummary, tag_images
+    from ..tagging import TagFailure, TagSummary, check_engine, tag_images
 
     options.at_least(args, 1, "top_k", "batch_size", "workers", "shard_rows", "ray_actors")
     check_threshold(args.threshold)
@@ -53,11 +53,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     fmt = format_for(args.out, args.format)
     if fmt == "parquet":
         require("parquet", f"--out {args.out} (Parquet)")
+    check_engine(args.engine, store=args.store is not None, rerank=args.rerank, head=bool(args.head))
     if args.engine == "ray":
-        if args.head or args.rerank or args.store:
-            from ..errors import ConfigError
-
-            raise ConfigError("--engine ray tags with --labels or --labels-file only (no --head, --rerank or --store)")
         require("ray", "--engine ray")
     choice = options.check_model(args, args.store)
     reranker = options.reranker(args, templates)

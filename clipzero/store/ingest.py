@@ -64,7 +64,7 @@ def add_images(
                 continue
             report.encoded += item.encoded
             report.reused += not item.encoded
-            records.append(Record(item.name, item.sha256, item.nbytes, item.size, item.mtime_ns, item.vector))
+            records.append(Record.of(item))
         store.put(records, metadata=metadata)
         if progress:
             progress(len(batch))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..pipeline import Embedded
 
 __all__ = ["AddReport", "Record", "SearchHit", "StoredImage", "canonical_path"]
 
@@ -42,6 +45,11 @@ class Record:
     mtime_ns: int
     vector: np.ndarray | None = None
     data: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def of(cls, item: Embedded) -> Record:
+        """The record of a file the pipeline embedded (its path as given, hash, sizes and vector)."""
+        return cls(item.name, item.sha256, item.nbytes, item.size, item.mtime_ns, item.vector)
 
 
 @dataclass(frozen=True)

@@ -304,8 +304,7 @@ class EmbeddingStore:
 
     def keep(self, items: Sequence[Embedded]) -> None:
         """Store what the pipeline embedded (vectors of paths; content already stored just gains the path)."""
-        records = [Record(i.name, i.sha256, i.nbytes, i.size, i.mtime_ns, i.vector) for i in items
-                   if i.vector is not None and i.sha256 and i.mtime_ns]  # fmt: skip
+        records = [Record.of(i) for i in items if i.vector is not None and i.sha256 and i.mtime_ns]
         if records:
             with self.writer():
                 self.put(records)
