@@ -50,25 +50,28 @@ def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _complete_lines(data: bytes) -> bytes:
+    """``data`` up to its last newline: a last line a crash cut short (no newline after it) is not a row."""
+    return data if data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
+
+
 def _truncate_partial_line(path: Path) -> None:
-    """Drop a last line that a crash cut short (no newline at the end)."""
+    """Drop, on disk, a last line that a crash cut short, so that appending starts on a fresh line."""
     if not path.exists() or path.stat().st_size == 0:
         return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    cut = data.rfind(b"\n") + 1
-    with open(path, "r+b") as handle:
-        handle.truncate(cut)
+    cut = len(_complete_lines(path.read_bytes()))
+    if cut != path.stat().st_size:
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+
+
+def _read_text(path: Path) -> str:
+    """The complete lines of ``path`` (a run still writing it, or killed, may have left half a row at the end)."""
+    return _complete_lines(path.read_bytes()).decode("utf-8") if path.exists() else ""
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rows.append(json.loads(line))
-    return rows
+    return [json.loads(line) for line in _read_text(path).split("\n") if line.strip()]
 
 
 class ResultWriter:
@@ -176,7 +179,10 @@ def _parquet_schema() -> Any:
 
 
 def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> list[dict[str, Any]]:
-    """Read a result file back into rows (``predictions`` decoded in every format)."""
+    """Read a result file back into rows (``predictions`` decoded in every format).
+
+    A file that a run is still writing, or that a killed run left, is read up to its last complete row.
+    """
     path = Path(path)
     kind = format_for(path, fmt)
     if kind == "jsonl":
@@ -185,8 +191,9 @@ def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> list[d
         import pyarrow.parquet as pq
 
         return list(pq.read_table(path).to_pylist())
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(io.StringIO(handle.read())))
+    if not path.exists():
+        raise FileNotFoundError(path)
+    rows = list(csv.DictReader(io.StringIO(_read_text(path), newline="")))
     for row in rows:
         row["predictions"] = json.loads(row["predictions"])
         row["label"] = row["label"] or None
