@@ -7,6 +7,7 @@ Every failure a user can cause or fix is a :class:`ClipzeroError`. Messages say 
 from __future__ import annotations
 
 __all__ = [
+    "ClientPathRefused",
     "ClipzeroError",
     "ClipzeroWarning",
     "ConfigError",
@@ -94,5 +95,11 @@ class AdapterError(ClipzeroError):
 
 class MissingExtraError(ClipzeroError):
     """A feature needs an optional dependency that is not installed; the message names the extra to install."""
+
+    exit_code = 2
+
+
+class ClientPathRefused(ClipzeroError):
+    """A client named a server file it may not read: not uploaded to this server, or outside the allowed roots."""
 
     exit_code = 2

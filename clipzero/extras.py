@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "parquet": ("pyarrow",),
     "ray": ("ray", "pyarrow"),
     "finetune": ("peft", "datasets"),
+    "mcp": ("mcp", "uvicorn"),
 }
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "ModelChoice",
     "check_model",
     "check_threshold",
+    "open_chat_client",
     "open_classifier",
     "open_encoder",
     "open_reranker",
@@ -282,6 +283,41 @@ def _is_chinese(templates: TemplateSet) -> bool:
     return templates.language == "zh" or any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
+def open_chat_client(
+    llm_url: str | None = None,
+    llm_model: str | None = None,
+    llm_api_key: str | None = None,
+    *,
+    timeout: float = 60.0,
+    retries: int = 2,
+    cache: bool = True,
+    purpose: str = "this",
+) -> Any:
+    """The client of the OpenAI-compatible LLM server, the same at every door (re-ranking, label descriptions).
+
+    The server, model and key are the arguments, else ``CLIPZERO_LLM_URL`` / ``CLIPZERO_LLM_MODEL`` (or the config
+    file's ``llm_url`` / ``llm_model``) and ``CLIPZERO_LLM_API_KEY`` (or ``OPENAI_API_KEY``).
+
+    Raises:
+        MissingExtraError: httpx is not installed (``pip install 'clipzero[llm]'``).
+        ConfigError: no server or model configured.
+    """
+    from .extras import require
+
+    require("llm", purpose)
+    settings = load_settings()
+    url = llm_url or settings.llm_url
+    name = llm_model or settings.llm_model
+    if not url or not name:
+        raise ConfigError(
+            f"{purpose} needs an OpenAI-compatible server: give --llm-url and --llm-model (or set "
+            "CLIPZERO_LLM_URL and CLIPZERO_LLM_MODEL)"
+        )
+    from .rerank.client import client_from_env
+
+    return client_from_env(url, name, api_key=llm_api_key, timeout=timeout, retries=retries, cache=cache)
+
+
 def open_reranker(
     templates: str | os.PathLike[str] | TemplateSet | None = None,
     *,
@@ -308,25 +344,14 @@ def open_reranker(
         MissingExtraError: httpx is not installed (``pip install 'clipzero[llm]'``).
         ConfigError: no server or model configured, or ``top_k`` below 2.
     """
-    from .extras import require
-
-    require("llm", "re-ranking with an LLM")
-    settings = load_settings()
-    url = llm_url or settings.llm_url
-    name = llm_model or settings.llm_model
-    if not url or not name:
-        raise ConfigError(
-            "re-ranking needs an OpenAI-compatible server: give --llm-url and --llm-model (or set "
-            "CLIPZERO_LLM_URL and CLIPZERO_LLM_MODEL)"
-        )
     if top_k < 2:
         raise ConfigError(f"re-ranking needs at least 2 candidates, got --rerank-top-k {top_k}")
-    from .rerank.client import client_from_env
+    client = open_chat_client(llm_url, llm_model, llm_api_key, timeout=timeout, retries=retries, cache=cache,
+                              purpose="re-ranking with an LLM")  # fmt: skip
     from .rerank.describe import read_descriptions
     from .rerank.reranker import Reranker
 
     chosen = resolve_templates(templates)
-    client = client_from_env(url, name, api_key=llm_api_key, timeout=timeout, retries=retries, cache=cache)
     return Reranker(
         client,
         template or ("cot-zh" if _is_chinese(chosen) else "cot-en"),

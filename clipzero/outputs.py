@@ -145,7 +145,9 @@ class ResultWriter:
             os.fsync(handle.fileno())
 
     def close(self, completed: bool = True) -> None:
-        """Close the files; for Parquet, a completed run turns the partial rows into the final file."""
+        """Close the files (again: nothing); for Parquet, a completed run turns the partial rows into the final file."""
+        if self._rows.closed:
+            return
         self.flush()
         self._rows.close()
         self._errors.close()

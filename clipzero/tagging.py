@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,11 +22,12 @@ from .zeroshot import Prediction, ZeroShotClassifier, predict_embedded
 
 if TYPE_CHECKING:
     from .encoder import Encoder
+    from .outputs import ResultWriter
     from .prompts import TemplateSet
     from .ray_engine import RayOptions
     from .store import EmbeddingStore
 
-__all__ = ["TagFailure", "TagResult", "TagSummary", "check_engine", "tag_images"]
+__all__ = ["TagFailure", "TagResult", "TagSummary", "check_engine", "tag_images", "tag_into"]
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,56 @@ def tag_images(
                 yield TagResult(item.name, item.sha256, prediction, next(reranked))
         summary.elapsed = time.perf_counter() - start
     summary.elapsed = time.perf_counter() - start
+
+
+def tag_into(
+    writer: ResultWriter,
+    images: Sequence[str | os.PathLike[str]],
+    classifier: Any,
+    *,
+    batch_size: int = 32,
+    summary: TagSummary | None = None,
+    on_progress: Callable[[int, int, TagSummary], None] | None = None,
+    **options: Any,
+) -> TagSummary:
+    """Tag ``images`` into a result file: the resumable run every door uses (``clipzero tag``, the agent tool).
+
+    Images already in the file (``writer.done``) are skipped; each result becomes a row, each failure a line of the
+    error report, and the file is made durable after every batch, so a run stopped at any point loses at most the
+    batch in flight and the next run goes on from there. The writer is closed, completed only when every image
+    was handled.
+
+    Args:
+        writer: the :class:`~clipzero.outputs.ResultWriter` of the output.
+        images: image paths (as the rows will name them).
+        classifier: the zero-shot classifier (or a trained head).
+        batch_size: images per batch, and per flush.
+        summary: a TagSummary to fill in (``skipped`` counts the images already in the file).
+        on_progress: called after each batch with (images handled, images to handle, the summary so far).
+        **options: the rest of :func:`tag_images`' arguments (``top_k``, ``threshold``, ``store``, ...).
+
+    Returns:
+        The summary of the run.
+    """
+    todo = [p for p in images if os.fspath(p) not in writer.done]
+    summary = summary if summary is not None else TagSummary()
+    summary.skipped += len(images) - len(todo)
+    completed = False
+    try:
+        results = tag_images(todo, classifier, batch_size=batch_size, summary=summary, **options)
+        for n, result in enumerate(results, 1):
+            if isinstance(result, TagFailure):
+                writer.write_error(result.to_dict())
+            else:
+                writer.write(result.to_dict())
+            if n % batch_size == 0 or n == len(todo):
+                writer.flush()
+                if on_progress is not None:
+                    on_progress(n, len(todo), summary)
+        completed = True
+    finally:
+        writer.close(completed=completed)
+    return summary
 
 
 def check_engine(engine: str, *, store: bool = False, rerank: bool = False, head: bool = False) -> None:

@@ -20,11 +20,11 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ClipzeroError
-from . import classify, finetune, index, info, prompts, serve, tag
+from . import agent, classify, finetune, index, info, prompts, serve, tag
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (classify, info, tag, index, finetune, serve, prompts)
+_GROUPS = (classify, info, tag, index, finetune, serve, agent, prompts)
 _COMMANDS = {name: handler for group in _GROUPS for name, handler in group.COMMANDS.items()}
 
 
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "serve":
+    if args.command not in ("serve", "mcp"):
         # OpenMP threads that spin between parallel regions rather than sleep keep the encoder's threads ready
         # between layers and batches: about 10% more images/s in batch tagging on 2 cores. They also spin while
         # idle, so a long-running server does without. Set before torch starts (nothing above imports it); a

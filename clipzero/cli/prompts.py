@@ -52,16 +52,13 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _describe(args: argparse.Namespace, out: TextIO) -> int:
-    from ..extras import require
-    from ..factory import resolve_labels
-    from ..rerank.client import client_from_env
+    from ..factory import open_chat_client, resolve_labels
     from ..rerank.describe import describe_labels, write_description_set
 
     options.at_least(args, 1, "count", "llm_workers")
     labels = resolve_labels(args.labels, args.labels_file)
-    require("llm", "prompts describe")
-    client = client_from_env(args.llm_url, args.llm_model, timeout=args.llm_timeout, retries=args.llm_retries,
-                             cache=not args.no_llm_cache)  # fmt: skip
+    client = open_chat_client(args.llm_url, args.llm_model, timeout=args.llm_timeout, retries=args.llm_retries,
+                              cache=not args.no_llm_cache, purpose="prompts describe")  # fmt: skip
     described, failed = describe_labels(
         client, labels, template=f"describe-{args.language}", count=args.count, workers=args.llm_workers
     )

@@ -44,7 +44,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     from ..factory import check_threshold, open_classifier, open_encoder, resolve_templates
     from ..images import find_images
     from ..outputs import ResultWriter, format_for
-    from ..tagging import TagFailure, TagSummary, check_engine, tag_images
+    from ..tagging import TagSummary, check_engine, tag_into
 
     options.at_least(args, 1, "top_k", "batch_size", "workers", "shard_rows", "ray_actors")
     check_threshold(args.threshold)
@@ -60,10 +60,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     reranker = options.reranker(args, templates)
     paths = find_images(args.paths, recursive=args.recursive)
     writer = ResultWriter(args.out, fmt)
-    todo = [p for p in paths if p not in writer.done]
-    summary = TagSummary(skipped=len(paths) - len(todo))
+    summary = TagSummary()
     store = None
-    completed = False
     try:
         if args.store is not None:
             from ..factory import open_store
@@ -79,24 +77,20 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
 
             ray = RayOptions(address=args.ray_address, actors=args.ray_actors, batch_size=args.batch_size)
         shards = Path(str(args.out) + ".embeddings") if args.engine == "ray" else None
-        with options.progress(len(todo), args.quiet) as bar:
-            results = tag_images(
-                todo, classifier, top_k=args.top_k, threshold=args.threshold, batch_size=args.batch_size,
-                workers=args.workers, store=store, summary=summary, reranker=reranker, engine=args.engine, ray=ray,
-                shards=shards, shard_rows=args.shard_rows,
+        todo = sum(1 for p in paths if p not in writer.done)
+        with options.progress(todo, args.quiet) as bar:
+
+            def advance(done: int, total: int, so_far: TagSummary) -> None:
+                bar.set_postfix(img_s=f"{so_far.images_per_second:.1f}", refresh=False)
+                bar.update(done - bar.n)
+
+            tag_into(
+                writer, paths, classifier, batch_size=args.batch_size, summary=summary, on_progress=advance,
+                top_k=args.top_k, threshold=args.threshold, workers=args.workers, store=store, reranker=reranker,
+                engine=args.engine, ray=ray, shards=shards, shard_rows=args.shard_rows,
             )  # fmt: skip
-            for n, result in enumerate(results, 1):
-                if isinstance(result, TagFailure):
-                    writer.write_error(result.to_dict())
-                else:
-                    writer.write(result.to_dict())
-                if n % args.batch_size == 0:
-                    writer.flush()
-                    bar.set_postfix(img_s=f"{summary.images_per_second:.1f}", refresh=False)
-                bar.update(1)
-        completed = True
     finally:
-        writer.close(completed=completed)
+        writer.close(completed=False)  # a no-op after tag_into closed it; here when the model failed to load
         if store is not None:
             store.close()
     note = f"; embeddings in {shards}" if shards is not None else ""

@@ -128,7 +128,7 @@ def test_no_private_names_across_modules() -> None:
 
 def test_doors_do_not_import_each_other_and_the_core_imports_no_door() -> None:
     edges = graph()
-    doors = ("clipzero.cli", "clipzero.service")
+    doors = ("clipzero.cli", "clipzero.service", "clipzero.agent")
     for module, targets in edges.items():
         if module == "clipzero.__main__":  # `python -m clipzero` is the CLI's entry point
             continue
@@ -137,8 +137,10 @@ def test_doors_do_not_import_each_other_and_the_core_imports_no_door() -> None:
             other = next((d for d in doors if target == d or target.startswith(d + ".")), None)
             if door is None:
                 assert other is None, f"core module {module} imports the door {target}"
-            elif other == "clipzero.cli" and door == "clipzero.service":
+            elif other == "clipzero.cli" and door != "clipzero.cli":
                 pytest.fail(f"{module} imports the CLI ({target})")
+            elif other is not None and door != "clipzero.cli" and other != door:
+                pytest.fail(f"the door {module} imports another door ({target})")
     commands = [m for m in MODULES if m.startswith("clipzero.cli.") and m != "clipzero.cli.options"]
     for module in commands:  # command modules share options, never each other
         assert not (edges[module] & set(commands)), f"{module} imports {edges[module] & set(commands)}"
