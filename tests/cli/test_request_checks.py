@@ -102,6 +102,9 @@ def test_a_precision_or_device_the_machine_lacks_is_a_wrong_request(tmp_path: Pa
         (["classify", "{img}", "--labels", "a", "b", "--rerank", "--llm-url", "http://127.0.0.1:9/v1",
           "--llm-model", "m"], ("httpx",), "llm"),
         (["serve", "--model", "clipzero-shapes", "--port", "9"], ("gradio",), "web"),
+        (["mcp", "--model", "clipzero-shapes", "--root", "{dir}"], ("mcp",), "mcp"),
+        (["prompts", "describe", "--labels", "a", "--out", "{dir}/d.yaml", "--llm-url", "http://127.0.0.1:9/v1",
+          "--llm-model", "m"], ("httpx",), "llm"),
     ],
 )  # fmt: skip
 def test_a_missing_extra_is_named_before_any_work(
@@ -154,3 +157,20 @@ def test_app_py_is_clipzero_serve_with_the_same_defaults() -> None:
     body = [line for line in serve.stdout.splitlines() if not line.startswith("usage")]
     assert [line for line in app.stdout.splitlines() if not line.startswith("usage")] == body
     assert "(default 64)" in serve.stdout and "$CLIPZERO_MODEL" in serve.stdout  # the real defaults are stated
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--root", "{dir}/nope"], "is not a folder"),
+        (["--templates", "photos"], "unknown template set"),
+        (["--max-images", "0"], "--max-images must be positive"),
+        (["--store", "{dir}"], "no embedding store"),
+    ],
+)
+def test_wrong_mcp_requests_fail_before_any_model_loads(tmp_path: Path, args: list[str], message: str) -> None:
+    argv = [a.format(dir=tmp_path) for a in args]
+    rc, stderr, loaded, _ = in_fresh_python("mcp", "--model", "clipzero-shapes", *argv)
+    assert rc == 2, stderr
+    assert message in stderr and "Traceback" not in stderr
+    assert "open_clip" not in loaded
