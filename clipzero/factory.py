@@ -278,11 +278,6 @@ def open_classifier(
     return ZeroShotClassifier(encoder, labels, templates=chosen, text_slot=text_slot, label_cache=label_cache)
 
 
-def _is_chinese(templates: TemplateSet) -> bool:
-    text = "".join(templates.templates) + "".join(templates.per_label)
-    return templates.language == "zh" or any("\u4e00" <= ch <= "\u9fff" for ch in text)
-
-
 def open_chat_client(
     llm_url: str | None = None,
     llm_model: str | None = None,
@@ -354,7 +349,7 @@ def open_reranker(
     chosen = resolve_templates(templates)
     return Reranker(
         client,
-        template or ("cot-zh" if _is_chinese(chosen) else "cot-en"),
+        template or ("cot-zh" if chosen.language_or_guess == "zh" else "cot-en"),
         vision=vision,
         top_k=top_k,
         descriptions=read_descriptions(chosen),

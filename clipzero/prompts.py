@@ -28,6 +28,7 @@ from .errors import TemplateError
 
 __all__ = [
     "TemplateSet",
+    "guess_language",
     "list_template_sets",
     "load_templates",
     "normalize_label",
@@ -36,6 +37,12 @@ __all__ = [
 
 _SUFFIXES = (".txt", ".yaml", ".yml", ".json")
 _STRUCTURED_KEYS = {"name", "language", "description", "templates", "labels"}
+
+
+def guess_language(texts: Iterable[str]) -> str:
+    """``zh`` when any of ``texts`` holds Chinese characters, else ``en`` (the two languages clipzero's built-in
+    templates speak)."""
+    return "zh" if any("\u4e00" <= ch <= "\u9fff" for text in texts for ch in text) else "en"
 
 
 def normalize_label(label: str) -> str:
@@ -100,6 +107,11 @@ class TemplateSet:
         if not self.templates and not self.per_label:
             raise TemplateError(f"template set {self.name!r} is empty: give at least one template")
         object.__setattr__(self, "_lookup", {normalize_label(k): v for k, v in self.per_label.items()})
+
+    @property
+    def language_or_guess(self) -> str:
+        """The set's declared language, else the one its prompts are written in (:func:`guess_language`)."""
+        return self.language or guess_language([*self.templates, *(p for ps in self.per_label.values() for p in ps)])
 
     @property
     def content_hash(self) -> str:

@@ -323,7 +323,9 @@ class Toolbox:
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 10:
             raise LabelError(f"count must be a whole number from 1 to 10, got {count!r}")
         if language is None:
-            language = "zh" if any("\u4e00" <= ch <= "\u9fff" for label in chosen for ch in label) else "en"
+            from ..prompts import guess_language
+
+            language = guess_language(chosen)
         if language not in ("en", "zh"):
             raise LabelError(f"language must be en or zh, got {language!r}")
         client = open_chat_client(self.llm_url, self.llm_model, purpose="describe_labels")
@@ -345,7 +347,7 @@ class Toolbox:
         for name in list_template_sets():
             found = load_templates(name)
             example = found.templates[0] if found.templates else next(iter(found.per_label.values()))[0]
-            sets.append({"name": name, "language": found.language, "example": example,
+            sets.append({"name": name, "language": found.language_or_guess, "example": example,
                          "templates": len(found.templates) + sum(len(p) for p in found.per_label.values()),
                          "description": found.description})  # fmt: skip
         return {"default": self.default_templates.name, "sets": sets}
