@@ -166,6 +166,12 @@ def test_an_mcp_client_over_stdio_uses_every_tool(tmp_path: Path, llm_server: LL
     again = seen["tag_again"]
     assert (again["tagged"], again["skipped"]) == (0, 40)  # resumed: nothing tagged twice
     assert seen["tag_out_refused"].is_error and not (world["outside"] / "t.jsonl").exists()
+    from clipzero.labelcache import default_label_cache
+    from clipzero.prompts import load_templates, normalize_label
+
+    keys = [(seen["classify"]["model"], load_templates("photo").content_hash, normalize_label(label))
+            for label in ("red", "green", "blue")]  # fmt: skip
+    assert len(default_label_cache().get_many(keys)) == 3  # the CLI's label cache: a CLI run encodes none again
 
     from clipzero import load_model
 
