@@ -1,5 +1,5 @@
-"""One path from images to vectors: classify, tag, index add, the HTTP API, the Ray engine and eval's embedding
-step give the same vectors for the same files, and the same words for a file that cannot be read."""
+"""One path from images to vectors: classify, tag, index add, the HTTP API, the agent tools, the Ray engine and
+eval's embedding step give the same vectors for the same files, and the same words for a file that cannot be read."""
 
 from __future__ import annotations
 
@@ -84,6 +84,10 @@ def test_every_door_gives_the_same_vectors(tiny_model_dir: Path, files: list[Pat
         vectors["HTTP API"] = np.asarray(reply.json()["vectors"], np.float32)
     finally:
         service.close()
+    from clipzero.tools.toolbox import Toolbox
+
+    tools = Toolbox(model=str(tiny_model_dir), precision="fp32", device="cpu", roots=[files[0].parent])
+    vectors["agent tool"] = np.asarray(tools.call("embed", {"images": names})["images"], np.float32)
     pytest.importorskip("ray")
     from clipzero.ray_engine import RayOptions, ray_embed
 
@@ -100,13 +104,19 @@ def test_every_door_words_an_unreadable_file_the_same(tiny_model_dir: Path, tmp_
     from clipzero.tagging import TagFailure, tag_images
     from clipzero.zeroshot import ZeroShotClassifier
 
+    from clipzero.tools.toolbox import Toolbox
+
     encoder = load_model(str(tiny_model_dir), device="cpu", precision="fp32")
     classifier = ZeroShotClassifier(encoder, LABELS, templates="photo")
+    tools = Toolbox(model=str(tiny_model_dir), precision="fp32", device="cpu", roots=[tmp_path], templates="photo")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     for bad in (str(tmp_path / "missing.png"), str(broken), str(tmp_path)):
         said = {"classify": classifier.classify([bad], on_error="report")[0].error}
         said["tag"] = next(r.reason for r in tag_images([bad], classifier) if isinstance(r, TagFailure))
+        if Path(bad).is_file():  # the agent tool refuses a missing path or a folder before reading it
+            found = tools.call("classify_images", {"images": [bad], "labels": LABELS})
+            said["agent tool"] = found["results"][0]["error"]
         with EmbeddingStore(tmp_path / "store", encoder) as store:
             said["index add"] = store.add([bad]).failed[0][1]
         assert len(set(said.values())) == 1, said
