@@ -102,9 +102,8 @@ def test_every_door_words_an_unreadable_file_the_same(tiny_model_dir: Path, tmp_
     from clipzero import load_model
     from clipzero.store import EmbeddingStore
     from clipzero.tagging import TagFailure, tag_images
-    from clipzero.zeroshot import ZeroShotClassifier
-
     from clipzero.tools.toolbox import Toolbox
+    from clipzero.zeroshot import ZeroShotClassifier
 
     encoder = load_model(str(tiny_model_dir), device="cpu", precision="fp32")
     classifier = ZeroShotClassifier(encoder, LABELS, templates="photo")
