@@ -100,12 +100,17 @@ def cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
             run_stdio(toolbox)
             return 0
 
+        api_key = resolve_api_key(args.api_key)
+        if not api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
+            sys.stderr.write(f"clipzero: warning: MCP on {args.host} without --api-key: anyone who can reach the port "
+                             "can use the tools and read the --root folders\n")  # fmt: skip
+
         def ready() -> None:
             sys.stderr.write(f"clipzero: MCP on http://{args.host}:{args.port}/mcp, "
                              f"{options.describe_encoder(toolbox.encoder)}; roots: {roots}\n")  # fmt: skip
             sys.stderr.flush()
 
-        run_http(toolbox, host=args.host, port=args.port, api_key=resolve_api_key(args.api_key), on_ready=ready)
+        run_http(toolbox, host=args.host, port=args.port, api_key=api_key, on_ready=ready)
         return 0
     finally:
         toolbox.close()
