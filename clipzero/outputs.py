@@ -127,8 +127,9 @@ class ResultWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         flat = _flat_row(row)
-        if self.format == "jsonl" and "rerank" in row:  # the LLM's reasoning has a place only in JSON lines
-            flat["rerank"] = row["rerank"]
+        for extra in ("rerank", "rejection"):  # the LLM's reasoning and the rejection have a place in JSON lines
+            if self.format == "jsonl" and extra in row:
+                flat[extra] = row[extra]
         if self._csv is not None:
             self._csv.writerow({**flat, "predictions": json.dumps(flat["predictions"], ensure_ascii=False)})
         else:

@@ -50,7 +50,10 @@ class TagResult:
                 "rerank": {"clip_label": row["clip_label"], **row["rerank"]},
             }
         row = self.prediction.to_dict()
-        return {"image": self.path, "sha256": self.sha256, "label": row["label"], "predictions": row["predictions"]}
+        found = {"image": self.path, "sha256": self.sha256, "label": row["label"], "predictions": row["predictions"]}
+        if "rejection" in row:
+            found["rejection"] = row["rejection"]
+        return found
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ def tag_images(
     batch_size: int = 32,
     workers: int | None = None,
     store: EmbeddingStore | None = None,
+    reject: str | None = None,
+    min_similarity: float | None = None,
     summary: TagSummary | None = None,
     reranker: Any = None,
     engine: str = "local",
@@ -121,6 +126,8 @@ def tag_images(
         templates: the template set for the labels.
         top_k: labels kept per image.
         threshold: below this top probability the image gets no label.
+        reject, min_similarity: no label for an image that fits none of the labels (``auto``: the model's calibrated
+            cut; or a cosine similarity cut); see :mod:`clipzero.rejection`.
         batch_size: images per forward pass.
         workers: decode threads (default: one per core, at least 2).
         store: an EmbeddingStore of the same model: known content is not encoded again, new content is added.
@@ -156,13 +163,15 @@ def tag_images(
     summary = summary if summary is not None else TagSummary()
     summary.precision = encoder.precision
     check_engine(engine, store=store is not None, rerank=reranker is not None,
-                 head=type(classifier) is not ZeroShotClassifier)  # fmt: skip
+                 head=type(classifier) is not ZeroShotClassifier,
+                 reject=bool(reject) or min_similarity is not None)  # fmt: skip
     start = time.perf_counter()
     if engine == "ray":
         batches = _ray_batches(images, classifier, top_k, threshold, ray, shards, shard_rows)
     else:
         lookup = store.vector_of if store is not None else None
-        batches = _local_batches(images, classifier, top_k, threshold, batch_size, workers, lookup, store)
+        cut = {"threshold": threshold, "reject": reject, "min_similarity": min_similarity}
+        batches = _local_batches(images, classifier, top_k, cut, batch_size, workers, lookup, store)
     for batch in batches:
         summary.encoded += sum(1 for item, _ in batch if item.encoded)
         summary.from_store += sum(1 for item, _ in batch if not item.encoded and item.vector is not None)
@@ -231,7 +240,8 @@ def tag_into(
     return summary
 
 
-def check_engine(engine: str, *, store: bool = False, rerank: bool = False, head: bool = False) -> None:
+def check_engine(engine: str, *, store: bool = False, rerank: bool = False, head: bool = False,
+                 reject: bool = False) -> None:  # fmt: skip
     """The engine can do the request (no model needed): ``local`` does everything, ``ray`` tags with labels only.
 
     Raises:
@@ -239,20 +249,21 @@ def check_engine(engine: str, *, store: bool = False, rerank: bool = False, head
     """
     if engine not in ("local", "ray"):
         raise ConfigError(f"unknown engine {engine!r}: local or ray")
-    if engine == "ray" and (store or rerank or head):
-        raise ConfigError("--engine ray tags with --labels or --labels-file only (no --head, --rerank or --store)")
+    if engine == "ray" and (store or rerank or head or reject):
+        raise ConfigError("--engine ray tags with --labels or --labels-file only (no --head, --rerank, --store, "
+                          "--reject or --min-similarity)")  # fmt: skip
 
 
 Batch = list[tuple[Embedded, "Prediction | None"]]
 
 
 def _local_batches(images: Iterable[str | os.PathLike[str]], classifier: ZeroShotClassifier, top_k: int,
-                   threshold: float | None, batch_size: int, workers: int | None, lookup: Any,
+                   cut: dict[str, Any], batch_size: int, workers: int | None, lookup: Any,
                    store: EmbeddingStore | None) -> Iterator[Batch]:  # fmt: skip
     for batch in embed(images, classifier.encoder, lookup=lookup, batch_size=batch_size, workers=workers):
         if store is not None:
             store.keep(batch)
-        predicted = predict_embedded(classifier, batch, top_k=top_k, threshold=threshold)
+        predicted = predict_embedded(classifier, batch, top_k=top_k, **cut)
         yield [(item, p if item.vector is not None else None) for item, p in zip(batch, predicted)]
 
 

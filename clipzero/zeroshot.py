@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import ClipzeroWarning, ImageError, LabelError
+from .errors import ClipzeroWarning, ConfigError, ImageError, LabelError
 from .images import ImageSource
 from .labelcache import LabelCache, default_label_cache, memory_label_cache
 from .prompts import TemplateSet, load_templates, normalize_label
+from .rejection import Rejection, RejectionRule, check_reject, reference_rule
 
 if TYPE_CHECKING:
     from .encoder import Encoder
@@ -65,22 +66,29 @@ class Prediction:
 
     Attributes:
         image: the image as given (its path, or a description for bytes and PIL images).
-        label: the top label, or None when its score is below the threshold ("none of these") or on error.
+        label: the top label, or None: "none of these" (below the probability threshold, or rejected as fitting
+            none of the labels) or on error.
         predictions: the top-k labels, best first.
         error: why the image could not be classified, or None.
+        rejection: with ``reject`` or ``min_similarity``: the rejection score and cut, and the nearest label.
     """
 
     image: str
     label: str | None
     predictions: list[LabelScore] = field(default_factory=list)
     error: str | None = None
+    rejection: Rejection | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form: ``{"image", "label", "predictions": [{"label", "score", "similarity"}]}``, or
         ``{"image", "error"}`` for an image that could not be read."""
         if self.error is not None:
             return {"image": self.image, "error": self.error}
-        return {"image": self.image, "label": self.label, "predictions": [asdict(p) for p in self.predictions]}
+        predictions = [asdict(p) for p in self.predictions]
+        row: dict[str, Any] = {"image": self.image, "label": self.label, "predictions": predictions}
+        if self.rejection is not None:
+            row["rejection"] = self.rejection.to_dict()
+        return row
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:
@@ -236,14 +244,50 @@ class ZeroShotClassifier:
             probabilities = exp / exp.sum(axis=1, keepdims=True)
         return probabilities, similarities
 
+    def rejection_rule(self, reject: str | None = "auto", min_similarity: float | None = None) -> RejectionRule:
+        """The "none of these" cut: ``min_similarity`` when given, else the ``auto`` rule of this model and template
+        set (see :mod:`clipzero.rejection`; computed once, then cached on disk).
+
+        Raises:
+            ConfigError: ``auto`` asked of a trained head (its scores are not cosine similarities to labels).
+        """
+        check_reject(reject, min_similarity)
+        if min_similarity is not None:
+            return RejectionRule(float(min_similarity), source="min-similarity")
+        if self.templates is None:
+            raise ConfigError("reject auto works with zero-shot labels, not with a trained head: use --min-similarity")
+        return reference_rule(self.encoder, self.templates.content_hash, self._reference_weights)
+
+    def _reference_weights(self, labels: list[str]) -> np.ndarray:
+        return ZeroShotClassifier(self.encoder, labels, self.templates, label_cache=self.label_cache or False,
+                                  text_slot=self._text_slot).weights  # fmt: skip
+
     def predict_embeddings(
-        self, embeddings: np.ndarray, names: Sequence[str], *, top_k: int = 5, threshold: float | None = None
+        self,
+        embeddings: np.ndarray,
+        names: Sequence[str],
+        *,
+        top_k: int = 5,
+        threshold: float | None = None,
+        reject: str | None = None,
+        min_similarity: float | None = None,
     ) -> list[Prediction]:
-        """Predictions for already-embedded images (one name per row)."""
+        """Predictions for already-embedded images (one name per row).
+
+        Args:
+            embeddings: float32 (n, dim), L2-normalised.
+            names: one per row, for the results.
+            top_k: labels kept per image.
+            threshold: below this top probability the image gets no label.
+            reject: ``auto``: no label when the image fits none of the labels (its best label's similarity is under
+                the model's calibrated cut); see :mod:`clipzero.rejection`.
+            min_similarity: the same with a cosine similarity cut given by hand.
+        """
         if top_k < 1:
             raise LabelError(f"top_k must be at least 1, got {top_k}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise LabelError(f"threshold must be a probability between 0 and 1, got {threshold}")
+        rule = self.rejection_rule(reject, min_similarity) if reject or min_similarity is not None else None
         probabilities, similarities = self.scores(embeddings)
         k = min(top_k, len(self.labels))
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
@@ -254,7 +298,14 @@ class ZeroShotClassifier:
                 for j in order[row]
             ]
             chosen = top[0].label if threshold is None or top[0].score >= threshold else None
-            results.append(Prediction(image=name, label=chosen, predictions=top))
+            rejection = None
+            if rule is not None:
+                best = float(similarities[row].max())
+                rejected = best < rule.threshold
+                rejection = Rejection(round(rule.score(best), 4), best, rule.threshold, rejected, top[0].label,
+                                      top[0].score, rule.source)  # fmt: skip
+                chosen = None if rejected else chosen
+            results.append(Prediction(image=name, label=chosen, predictions=top, rejection=rejection))
         return results
 
     def classify(
@@ -266,6 +317,8 @@ class ZeroShotClassifier:
         batch_size: int = 32,
         on_error: Literal["raise", "report"] = "raise",
         store: EmbeddingStore | None = None,
+        reject: str | None = None,
+        min_similarity: float | None = None,
     ) -> list[Prediction]:
         """Classify images given as paths, bytes or PIL images.
 
@@ -277,6 +330,7 @@ class ZeroShotClassifier:
             on_error: ``raise`` an ImageError for an unreadable image, or ``report`` it as a Prediction whose
                 ``error`` says why, while the other images are classified.
             store: an EmbeddingStore of the same model: images it holds (unchanged files) are not encoded again.
+            reject, min_similarity: "none of these" for images that fit no label (see :meth:`predict_embeddings`).
 
         Returns:
             One Prediction per image, in input order.
@@ -293,20 +347,23 @@ class ZeroShotClassifier:
             bad = next((item for item in batch if item.vector is None), None)
             if on_error == "raise" and bad is not None:
                 raise ImageError(bad.name, bad.error or "could not be read")
-            results.extend(predict_embedded(self, batch, top_k=top_k, threshold=threshold))
+            results.extend(predict_embedded(self, batch, top_k=top_k, threshold=threshold, reject=reject,
+                                            min_similarity=min_similarity))  # fmt: skip
         return results
 
 
 def predict_embedded(
-    classifier: Any, items: Sequence[Embedded], *, top_k: int = 5, threshold: float | None = None
-) -> list[Prediction]:
+    classifier: Any, items: Sequence[Embedded], *, top_k: int = 5, threshold: float | None = None,
+    reject: str | None = None, min_similarity: float | None = None,
+) -> list[Prediction]:  # fmt: skip
     """One Prediction per pipeline item, in order: the classifier's for those with a vector, the reason for the
     others (``error`` set). ``classifier`` is anything with ``predict_embeddings`` (zero-shot or a trained head)."""
     good = [item for item in items if item.vector is not None]
     found: Iterator[Prediction] = iter(())
     if good:
         vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
-        found = iter(classifier.predict_embeddings(vectors, [i.name for i in good], top_k=top_k, threshold=threshold))
+        found = iter(classifier.predict_embeddings(vectors, [i.name for i in good], top_k=top_k, threshold=threshold,
+                                                   reject=reject, min_similarity=min_similarity))  # fmt: skip
     return [
         next(found) if item.vector is not None else Prediction(image=item.name, label=None, error=item.error)
         for item in items

@@ -40,9 +40,11 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     for name in ("CLIPZERO_DEVICE", "CLIPZERO_LLM_URL", "CLIPZERO_LLM_MODEL", "CLIPZERO_LLM_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    from clipzero.rejection import clear_rule_cache
     from clipzero.zeroshot import clear_label_cache
 
     clear_label_cache()
+    clear_rule_cache()
     yield
 
 

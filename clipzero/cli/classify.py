@@ -26,9 +26,7 @@ def add_parsers(commands: Any) -> None:
     options.add_rerank_options(classify)
     options.add_templates_option(classify)
     classify.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
-    classify.add_argument(
-        "--threshold", type=float, metavar="P", help="no label ('none of these') when the top probability is below P"
-    )
+    options.add_reject_options(classify)
     classify.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     classify.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
     classify.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary line")
@@ -42,10 +40,10 @@ def add_parsers(commands: Any) -> None:
 
 
 def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
-    from ..factory import check_threshold, open_classifier, open_encoder, resolve_templates
+    from ..factory import open_classifier, open_encoder, resolve_templates
 
     options.at_least(args, 1, "top_k", "batch_size")
-    check_threshold(args.threshold)
+    options.check_reject(args)
     labels = options.labels(args)
     templates = resolve_templates(args.templates)
     store = None
@@ -64,7 +62,7 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
             chunk = args.images[start : start + args.batch_size]
             results += classifier.classify(
                 chunk, top_k=top_k, threshold=args.threshold, batch_size=args.batch_size, on_error="report",
-                store=store,
+                store=store, reject=args.reject, min_similarity=args.min_similarity,
             )  # fmt: skip
             bar.update(len(chunk))
     if store is not None:
@@ -118,7 +116,8 @@ def print_table(results: Sequence[Any], out: TextIO) -> None:
             out.write(f"{_pad(r.image, width)}  ERROR  {r.error}\n")
             continue
         others = ", ".join(f"{p.label} {p.score:.3f}" for p in r.predictions)
-        out.write(f"{_pad(r.image, width)}  {_pad(top, label_width)}  [{others}]\n")
+        fit = f"fit {r.rejection.score:+.2f}  " if r.rejection is not None else ""
+        out.write(f"{_pad(r.image, width)}  {_pad(top, label_width)}  {fit}[{others}]\n")
 
 
 COMMANDS = {"classify": cmd_classify}

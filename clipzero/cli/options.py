@@ -21,9 +21,11 @@ __all__ = [
     "add_labels_options",
     "add_llm_options",
     "add_model_options",
+    "add_reject_options",
     "add_rerank_options",
     "at_least",
     "check_model",
+    "check_reject",
     "labels",
     "model_choice",
     "print_json",
@@ -107,6 +109,30 @@ def add_rerank_options(parser: argparse.ArgumentParser, flag: bool = True) -> No
                        "templates' language)")  # fmt: skip
     group.add_argument("--rerank-vision", action="store_true", help="send the image too (vision-language models)")
     add_llm_options(parser)
+
+
+def add_reject_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group('"none of these"')
+    group.add_argument("--threshold", type=float, metavar="P",
+                       help="no label when the top probability is below P (a share among the labels: with few labels "
+                       "it rarely rejects; see --reject)")  # fmt: skip
+    group.add_argument("--reject", choices=["auto"], help="auto: no label when the image fits none of the labels (the "
+                       "best label's similarity is under the model's calibrated cut); results carry the rejection "
+                       "score and the nearest label")  # fmt: skip
+    group.add_argument("--min-similarity", type=float, metavar="S", help="no label when the best label's cosine "
+                       "similarity is below S (a raw cut; its scale depends on the model)")  # fmt: skip
+
+
+def check_reject(args: argparse.Namespace) -> None:
+    """The "none of these" flags are valid together (no model needed)."""
+    from ..factory import check_threshold
+    from ..rejection import check_reject as check
+
+    check_threshold(args.threshold)
+    check(args.reject, args.min_similarity)
+    if (args.reject or args.min_similarity is not None) and getattr(args, "rerank", False):
+        raise ConfigError("--rerank does not combine with --reject or --min-similarity: choose one way to say "
+                          "'none of these'")  # fmt: skip
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ def add_parsers(commands: Any) -> None:
     options.add_rerank_options(tag)
     options.add_templates_option(tag)
     tag.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
-    tag.add_argument("--threshold", type=float, metavar="P", help="no label when the top probability is below P")
+    options.add_reject_options(tag)
     options.add_store_option(tag, "reuse embeddings of known images from this store, and add new ones to it")
     tag.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     tag.add_argument("--workers", type=int, metavar="N", help="decode threads (default: one per core, at least 2)")
@@ -41,19 +41,20 @@ def add_parsers(commands: Any) -> None:
 
 def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     from ..extras import require
-    from ..factory import check_threshold, open_classifier, open_encoder, resolve_templates
+    from ..factory import open_classifier, open_encoder, resolve_templates
     from ..images import find_images
     from ..outputs import ResultWriter, format_for
     from ..tagging import TagSummary, check_engine, tag_into
 
     options.at_least(args, 1, "top_k", "batch_size", "workers", "shard_rows", "ray_actors")
-    check_threshold(args.threshold)
+    options.check_reject(args)
     labels = options.labels(args)
     templates = resolve_templates(args.templates)
     fmt = format_for(args.out, args.format)
     if fmt == "parquet":
         require("parquet", f"--out {args.out} (Parquet)")
-    check_engine(args.engine, store=args.store is not None, rerank=args.rerank, head=bool(args.head))
+    check_engine(args.engine, store=args.store is not None, rerank=args.rerank, head=bool(args.head),
+                 reject=bool(args.reject) or args.min_similarity is not None)  # fmt: skip
     if args.engine == "ray":
         require("ray", "--engine ray")
     choice = options.check_model(args, args.store)
@@ -86,7 +87,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
 
             tag_into(
                 writer, paths, classifier, batch_size=args.batch_size, summary=summary, on_progress=advance,
-                top_k=args.top_k, threshold=args.threshold, workers=args.workers, store=store, reranker=reranker,
+                top_k=args.top_k, threshold=args.threshold, reject=args.reject, min_similarity=args.min_similarity,
+                workers=args.workers, store=store, reranker=reranker,
                 engine=args.engine, ray=ray, shards=shards, shard_rows=args.shard_rows,
             )  # fmt: skip
     finally:

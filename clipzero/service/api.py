@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -70,7 +70,11 @@ class ClassifyJSON(BaseModel):
         "default: the server's --templates",
     )
     top_k: int = Field(default=5, ge=1, le=100)
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="no label below this top probability")
+    reject: Literal["auto"] | None = Field(default=None, description="auto: no label ('none of these') for an image "
+                                           "that fits none of the labels (the model's calibrated similarity cut)")
+    min_similarity: float | None = Field(default=None, ge=-1.0, le=1.0, description="no label when the best "
+                                         "label's cosine similarity is below this")
     rerank: bool = Field(default=False, description="re-rank with the server's LLM, when it has one")
 
 
@@ -111,6 +115,18 @@ class RerankInfo(BaseModel):
     cached: bool = False
 
 
+class RejectionInfo(BaseModel):
+    """Why an image kept or lost its label under ``reject`` or ``min_similarity``."""
+
+    score: float = Field(description="rejection score: (similarity - threshold) / spread; negative: none of these")
+    similarity: float = Field(description="the best label's cosine similarity")
+    threshold: float = Field(description="the similarity cut used")
+    rejected: bool
+    nearest: str = Field(description="the best label, kept or not")
+    nearest_score: float = Field(description="its probability among the labels")
+    source: str = Field(description="reference (the model's calibrated cut), calibration or min-similarity")
+
+
 class ClassifyResult(BaseModel):
     """One image's result: ``label`` and ``predictions``, or only ``error`` for an image that could not be read."""
 
@@ -119,6 +135,7 @@ class ClassifyResult(BaseModel):
     predictions: list[Prediction] = []
     clip_label: str | None = Field(default=None, description="CLIP's own top label, when re-ranked")
     rerank: RerankInfo | None = None
+    rejection: RejectionInfo | None = None
     error: str | None = None
 
 
@@ -137,6 +154,8 @@ def _multipart_schema() -> dict[str, Any]:
             "templates": {"type": "string", "description": "a built-in set name, or templates (one per line)"},
             "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
             "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "reject": {"type": "string", "enum": ["auto"]},
+            "min_similarity": {"type": "number", "minimum": -1, "maximum": 1},
         },
     }
 
@@ -254,10 +273,17 @@ def create_api(service: Service) -> FastAPI:
             try:
                 top_k = int(fields.get("top_k") or 5)
                 threshold = float(fields["threshold"]) if fields.get("threshold") not in (None, "") else None
+                cut = fields.get("min_similarity")
+                min_similarity = float(cut) if cut not in (None, "") else None
             except ValueError as exc:
-                raise LabelError(f"top_k and threshold must be numbers: {exc}") from exc
+                raise LabelError(f"top_k, threshold and min_similarity must be numbers: {exc}") from exc
             if not 1 <= top_k <= 100 or (threshold is not None and not 0.0 <= threshold <= 1.0):
                 raise LabelError("top_k must be 1 to 100 and threshold 0 to 1")
+            if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
+                raise LabelError("min_similarity must be a cosine similarity, -1 to 1")
+            reject = fields.get("reject") or None
+            if reject not in (None, "auto"):
+                raise LabelError(f"reject must be auto or left out, got {reject[:40]!r}")
             labels = split_labels(fields.get("labels") or "")
             templates, rerank = fields.get("templates") or None, fields.get("rerank") in ("1", "true", "on")
         else:
@@ -269,9 +295,11 @@ def create_api(service: Service) -> FastAPI:
             labels, templates, top_k, threshold, rerank = (
                 split_labels(body.labels), body.templates, body.top_k, body.threshold, body.rerank,
             )  # fmt: skip
+            reject, min_similarity = body.reject, body.min_similarity
         results = await bounded(
-            service.classify, images, labels, templates=templates, top_k=top_k, threshold=threshold, rerank=rerank
-        )
+            service.classify, images, labels, templates=templates, top_k=top_k, threshold=threshold, rerank=rerank,
+            reject=reject, min_similarity=min_similarity,
+        )  # fmt: skip
         return {"model": service.encoder.id, "results": results}
 
     @app.post(

@@ -269,17 +269,26 @@ class Service:
         threshold: float | None = None,
         rerank: bool = False,
         deadline: float | None = None,
+        reject: str | None = None,
+        min_similarity: float | None = None,
     ) -> list[dict[str, Any]]:
         """One result per image, in order: its predictions, or ``{"image", "error"}`` for an unreadable one.
 
         Raises:
             ImageError: no image could be read (the message names each and why).
         """
+        from ..rejection import check_reject
+
         self.check_images(images)
+        check_reject(reject, min_similarity)
+        if rerank and (reject or min_similarity is not None):
+            raise LabelError("rerank does not combine with reject or min_similarity: choose one way to say 'none of "
+                             "these'")  # fmt: skip
         classifier = self.classifier(labels, templates, deadline)
         predictions = self.predict_partial(
-            classifier, images, top_k=max(top_k, 5 if rerank else 1), threshold=threshold, deadline=deadline
-        )
+            classifier, images, top_k=max(top_k, 5 if rerank else 1), threshold=threshold, deadline=deadline,
+            reject=reject, min_similarity=min_similarity,
+        )  # fmt: skip
         readable = [p for p in predictions if p.error is None]
         if not readable:
             raise ImageError("no image could be read", "; ".join(f"{p.image}: {p.error}" for p in predictions))
@@ -294,13 +303,16 @@ class Service:
         top_k: int = 5,
         threshold: float | None = None,
         deadline: float | None = None,
+        reject: str | None = None,
+        min_similarity: float | None = None,
     ) -> list[Any]:
         """One :class:`~clipzero.zeroshot.Prediction` per image, in order; an unreadable image's has ``error``."""
         from ..zeroshot import Prediction
 
         vectors, errors = self.embed_partial(images, deadline)
         names = [name for i, (name, _) in enumerate(images) if i not in errors]
-        found = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold))
+        found = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold, reject=reject,
+                                                   min_similarity=min_similarity))  # fmt: skip
         return [
             Prediction(image=name, label=None, error=errors[i]) if i in errors else next(found)
             for i, (name, _) in enumerate(images)

@@ -86,7 +86,8 @@ def build_ui(service: Service) -> Any:
     settings = service.settings
     root = service.upload_root or Path(tempfile.gettempdir()) / "gradio"
 
-    def classify(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool) -> Any:
+    def classify(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool,
+                 reject: bool = False) -> Any:  # fmt: skip
         paths = _upload_paths(files)
         if not paths:
             raise gr.Error("Upload an image or pick an example first.")
@@ -100,6 +101,7 @@ def build_ui(service: Service) -> Any:
                 threshold=threshold or None,
                 rerank=rerank,
                 deadline=deadline_after(settings.request_timeout_s),
+                reject="auto" if reject else None,
             )
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
@@ -116,6 +118,11 @@ def build_ui(service: Service) -> Any:
             for r in results
         ]
         notes = [f"**{r['image']}** could not be read: {r['error']}" for r in results if "error" in r]
+        for r in readable:
+            cut = r.get("rejection")
+            if cut and cut["rejected"]:
+                notes.append(f"**{r['image']}**: none of these (fit {cut['score']:+.2f}; nearest {cut['nearest']!r}, "
+                             f"similarity {cut['similarity']:.3f} under the cut {cut['threshold']:.3f})")  # fmt: skip
         for r in readable:
             info = r.get("rerank")
             if info:
@@ -209,14 +216,16 @@ def build_ui(service: Service) -> Any:
                     with gr.Row():
                         top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
                         threshold = gr.Slider(0, 1, value=0, step=0.01, label="Threshold (0: always a label)")
+                    reject = gr.Checkbox(label="None of these: no label for images that fit none of the labels",
+                                         value=False, elem_id="classify-reject")  # fmt: skip
                     rerank = gr.Checkbox(label="Re-rank with the LLM", value=False, visible=has_llm)
                     button = gr.Button("Classify", variant="primary", elem_id="classify-button")
                 with gr.Column():
                     bars = gr.Label(label="First image", num_top_classes=5, elem_id="classify-result")
                     table = gr.Dataframe(headers=["image", "label", "top-k"], label="All images", wrap=True)
                     reasoning = gr.Markdown(visible=True)
-            button.click(classify, [files, labels, template, top_k, threshold, rerank], [bars, table, reasoning],
-                         api_name="classify")  # fmt: skip
+            button.click(classify, [files, labels, template, top_k, threshold, rerank, reject],
+                         [bars, table, reasoning], api_name="classify")  # fmt: skip
             if examples:
                 gr.Examples(
                     [[[p], labels_en, "photo"] for p in examples[:4]] + [[[examples[4]], labels_zh, "photo-zh"]],

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-
-from PIL import Image
 
 from ..encoder import Encoder
 from ..zeroshot import ZeroShotClassifier
-from .world import HELD_OUT, Style, all_combinations, combination_label, render, sample_scene
+from .world import HELD_OUT, Style, all_combinations, combination_label, single_object_set
 
-__all__ = ["Accuracy", "shapes_accuracy", "single_object_set"]
+__all__ = ["Accuracy", "shapes_accuracy", "single_object_set"]  # single_object_set lives in .world
 
 
 @dataclass(frozen=True)
@@ -24,23 +21,6 @@ class Accuracy:
     @property
     def value(self) -> float:
         return self.correct / self.total if self.total else 0.0
-
-
-def single_object_set(
-    combos: list[tuple[str, str]],
-    per_combo: int,
-    seed: int,
-    style: Style | None = None,
-    sizes: tuple[int, ...] = (64, 80, 96),
-) -> list[tuple[Image.Image, tuple[str, str]]]:
-    """(image, (colour, shape)) pairs: ``per_combo`` single-object scenes of each combination, from ``seed``."""
-    rng = random.Random(seed)
-    items = []
-    for combo in combos:
-        for _ in range(per_combo):
-            scene = sample_scene(rng, size=rng.choice(sizes), n_objects=1, allowed=[combo], style=style)
-            items.append((render(scene), combo))
-    return items
 
 
 def shapes_accuracy(

@@ -27,6 +27,7 @@ __all__ = [
     "combination_label",
     "render",
     "sample_scene",
+    "single_object_set",
 ]
 
 #: Colour names, their Chinese names, and the RGB centre each is drawn around (with jitter).
@@ -312,3 +313,20 @@ def scene_summary(scene: Scene) -> dict[str, Any]:
             for o in scene.objects
         ],
     }
+
+
+def single_object_set(
+    combos: list[tuple[str, str]],
+    per_combo: int,
+    seed: int,
+    style: Style | None = None,
+    sizes: tuple[int, ...] = (64, 80, 96),
+) -> list[tuple[Image.Image, tuple[str, str]]]:
+    """(image, (colour, shape)) pairs: ``per_combo`` single-object scenes of each combination, from ``seed``."""
+    rng = random.Random(seed)
+    items: list[tuple[Image.Image, tuple[str, str]]] = []
+    for combo in combos:
+        for _ in range(per_combo):
+            scene = sample_scene(rng, size=rng.choice(sizes), n_objects=1, allowed=[combo], style=style)
+            items.append((render(scene), combo))
+    return items

@@ -105,6 +105,22 @@ _THRESHOLD = {
 }
 
 
+_REJECT = {
+    "type": ["string", "null"],
+    "enum": ["auto", None],
+    "description": "'auto': label null ('none of these') when the image fits none of the labels, judged by the "
+    "best label's similarity against this model's calibrated cut; works with any number of labels, unlike "
+    "threshold. Each result then carries a rejection object (score: negative means rejected; nearest label).",
+}
+_MIN_SIMILARITY = {
+    "type": ["number", "null"],
+    "minimum": -1,
+    "maximum": 1,
+    "description": "optional raw cut: label null when the best label's cosine similarity is below this (its scale "
+    "depends on the model; prefer reject 'auto')",
+}
+
+
 def tool_specs(limits: ToolLimits | None = None) -> list[ToolSpec]:
     """Every tool, its schemas carrying ``limits`` (the defaults when None)."""
     limits = limits or ToolLimits()
@@ -117,6 +133,8 @@ def tool_specs(limits: ToolLimits | None = None) -> list[ToolSpec]:
                       "threshold) or the image could not be read"},
             "predictions": {"type": "array", "items": _LABEL_SCORE, "description": "top-k labels, best first"},
             "error": {**_NULLABLE_STRING, "description": "why the image could not be read, else null"},
+            "rejection": {"type": ["object", "null"], "description": "with reject or min_similarity: score "
+                          "(negative: none of these), similarity, threshold, rejected, nearest, nearest_score"},
         },
         ["image", "label", "predictions", "error"],
         closed=False,
@@ -136,10 +154,11 @@ def tool_specs(limits: ToolLimits | None = None) -> list[ToolSpec]:
             "classify_images",
             "Classify images with your labels",
             "Zero-shot image classification: for each image, which of YOUR labels fits best, with scores. Use it "
-            "to tag, sort or check images against any list of words, without training. " + _SCORES + " Give a "
-            "threshold to get label null ('none of these') when the best label is not probable enough.",
+            "to tag, sort or check images against any list of words, without training. " + _SCORES + " Set reject "
+            "to 'auto' to get label null ('none of these') for images that fit none of the labels.",
             _obj({"images": images, "labels": _labels(limits), "templates": _templates(),
-                  "top_k": _top_k(limits, 5), "threshold": _THRESHOLD}, ["images", "labels"]),
+                  "top_k": _top_k(limits, 5), "threshold": _THRESHOLD, "reject": _REJECT,
+                  "min_similarity": _MIN_SIMILARITY}, ["images", "labels"]),
             _obj({"model": {"type": "string"}, "results": {"type": "array", "items": result}}, ["model", "results"],
                  closed=False),
         ),
@@ -179,6 +198,8 @@ def tool_specs(limits: ToolLimits | None = None) -> list[ToolSpec]:
                     "templates": _templates(),
                     "top_k": _top_k(limits, 5),
                     "threshold": _THRESHOLD,
+                    "reject": _REJECT,
+                    "min_similarity": _MIN_SIMILARITY,
                     "recursive": {"type": "boolean", "default": False, "description": "include sub-folders"},
                 },
                 ["folder", "labels", "out"],

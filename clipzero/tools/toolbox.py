@@ -188,23 +188,36 @@ class Toolbox:
 
     # -- the tools ------------------------------------------------------------------------------------------------
     def classify_images(self, images: Any, labels: Any, templates: Any = None, top_k: Any = 5,
-                        threshold: Any = None) -> dict[str, Any]:  # fmt: skip
+                        threshold: Any = None, reject: Any = None, min_similarity: Any = None,
+                        ) -> dict[str, Any]:  # fmt: skip
         """See the ``classify_images`` tool's description."""
-        from ..factory import check_threshold
         from ..zeroshot import predict_embedded
 
         chosen_labels = self._labels(labels)
         k = self._top_k(top_k)
-        check_threshold(threshold)
+        cut = self._cut(threshold, reject, min_similarity)
         sources = self._images(images)
         classifier = self._classifier(chosen_labels, templates)
-        predictions = predict_embedded(classifier, self._embedded(sources), top_k=k, threshold=threshold)
+        predictions = predict_embedded(classifier, self._embedded(sources), top_k=k, **cut)
         results = []
         for prediction in predictions:
             row = prediction.to_dict()
-            results.append({"image": row["image"], "label": row.get("label"),
-                            "predictions": row.get("predictions", []), "error": row.get("error")})  # fmt: skip
+            results.append({"image": row["image"], "label": row.get("label"), "predictions": row.get("predictions", []),
+                            "error": row.get("error"), "rejection": row.get("rejection")})  # fmt: skip
         return {"model": self.encoder.id, "results": results}
+
+    @staticmethod
+    def _cut(threshold: Any, reject: Any, min_similarity: Any) -> dict[str, Any]:
+        """The "none of these" arguments, checked."""
+        from ..factory import check_threshold
+        from ..rejection import check_reject
+
+        for name, value in (("threshold", threshold), ("min_similarity", min_similarity)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise LabelError(f"{name} must be a number, got {value!r}")
+        check_threshold(threshold)
+        check_reject(reject, min_similarity)
+        return {"threshold": threshold, "reject": reject, "min_similarity": min_similarity}
 
     def search_images(self, text: Any = None, image: Any = None, store: Any = None, top_k: Any = 10,
                       ) -> dict[str, Any]:  # fmt: skip
@@ -234,18 +247,17 @@ class Toolbox:
         return {"store": name, "model": self.encoder.id, "results": [hit.to_dict() for hit in hits]}
 
     def tag_folder(self, folder: Any, labels: Any, out: Any, templates: Any = None, top_k: Any = 5,
-                   threshold: Any = None, recursive: Any = False, progress: Progress | None = None,
-                   ) -> dict[str, Any]:  # fmt: skip
+                   threshold: Any = None, reject: Any = None, min_similarity: Any = None, recursive: Any = False,
+                   progress: Progress | None = None) -> dict[str, Any]:  # fmt: skip
         """See the ``tag_folder`` tool's description."""
         from ..extras import require
-        from ..factory import check_threshold
         from ..images import find_images
         from ..outputs import ResultWriter, format_for, read_results
         from ..tagging import TagFailure, tag_into
 
         chosen_labels = self._labels(labels)
         k = self._top_k(top_k)
-        check_threshold(threshold)
+        cut = self._cut(threshold, reject, min_similarity)
         if not isinstance(folder, str) or not isinstance(out, str):
             raise LabelError("folder and out must be paths (strings)")
         where = inside_roots(folder, self.roots, kind="folder")
@@ -274,7 +286,7 @@ class Toolbox:
                 if progress is not None:
                     progress(done, total, f"tagged {summary.tagged}, failed {summary.failed} of {total} images")
 
-            summary = tag_into(writer, readable, classifier, top_k=k, threshold=threshold, on_progress=report)
+            summary = tag_into(writer, readable, classifier, top_k=k, on_progress=report, **cut)
         finally:
             with self._lock:
                 self._tagging.discard(target)
