@@ -137,7 +137,8 @@ def test_gradio_client_calls_the_ui(server: str) -> None:
     assert bars["label"] == "purple triangle"
     assert table["data"][0][:2] == ["purple-triangle.png", "purple triangle"]
     pictures = [handle_file(str(EXAMPLES / name)) for name in ("purple-triangle.png", "red-circle.png")]
-    _, table, notes = client.predict(pictures, "red circle, blue star", "photo", 3, 0, False, True, api_name="/classify")
+    labels = "red circle, blue star"
+    _, table, notes = client.predict(pictures, labels, "photo", 3, 0, False, True, api_name="/classify")
     assert [row[1] for row in table["data"]] == ["(none of these)", "red circle"]  # the UI's reject toggle
     assert "purple-triangle.png**: none of these" in notes and "nearest 'red circle'" in notes
 
