@@ -193,7 +193,7 @@ def _write_cache(key: str, rule: RejectionRule) -> None:
 
 
 def reference_rule(encoder: Any, templates_hash: str, class_embeddings: Callable[[list[str]], np.ndarray],
-                   ) -> RejectionRule:  # fmt: skip
+                   language: str = "en") -> RejectionRule:  # fmt: skip
     """The ``auto`` rule of a model and template set: from memory, from disk, else computed on the reference task.
 
     Args:
@@ -201,8 +201,10 @@ def reference_rule(encoder: Any, templates_hash: str, class_embeddings: Callable
         templates_hash: the template set's content hash (it keys the rule too).
         class_embeddings: labels -> their class embeddings with the template set, (n, dim) L2-normalised (the
             classifier's own, so the label caches serve them).
+        language: the template set's language: the reference labels are written in it (``zh``: 红色圆形).
     """
-    key = f"{encoder.id}|{templates_hash}|v{_REFERENCE_VERSION}"
+    language = "zh" if language == "zh" else "en"
+    key = f"{encoder.id}|{templates_hash}|{language}|v{_REFERENCE_VERSION}"
     with _lock:
         found = _memory.get(key)
         if found is None:
@@ -213,13 +215,13 @@ def reference_rule(encoder: Any, templates_hash: str, class_embeddings: Callable
                 except TypeError:
                     found = None
         if found is None:
-            found = _compute(encoder, class_embeddings)
+            found = _compute(encoder, class_embeddings, language)
             _write_cache(key, found)
         _memory[key] = found
         return found
 
 
-def _compute(encoder: Any, class_embeddings: Callable[[list[str]], np.ndarray]) -> RejectionRule:
+def _compute(encoder: Any, class_embeddings: Callable[[list[str]], np.ndarray], language: str) -> RejectionRule:
     from .pipeline import embed_all
     from .synthetic.world import all_combinations, combination_label, single_object_set
 
@@ -228,7 +230,7 @@ def _compute(encoder: Any, class_embeddings: Callable[[list[str]], np.ndarray]) 
     near = [c for c in all_combinations() if c not in listed and any(c[0] == a or c[1] == b for a, b in listed)]
     fits = single_object_set(listed, _PER_COMBO, _SEED)
     misses = single_object_set(near, 1, _SEED + 1)
-    weights = class_embeddings([combination_label(c, s) for c, s in listed])  # (8, dim)
+    weights = class_embeddings([combination_label(c, s, language) for c, s in listed])  # (8, dim)
     items = embed_all([image for image, _ in fits + misses], encoder, workers=0)
     vectors = np.stack([item.vector for item in items])  # type: ignore[misc]  # (64, dim)
     best = (vectors @ weights.T).max(axis=1)  # (64,) the best listed label's similarity

@@ -256,7 +256,8 @@ class ZeroShotClassifier:
             return RejectionRule(float(min_similarity), source="min-similarity")
         if self.templates is None:
             raise ConfigError("reject auto works with zero-shot labels, not with a trained head: use --min-similarity")
-        return reference_rule(self.encoder, self.templates.content_hash, self._reference_weights)
+        return reference_rule(self.encoder, self.templates.content_hash, self._reference_weights,
+                              self.templates.language_or_guess)  # fmt: skip
 
     def _reference_weights(self, labels: list[str]) -> np.ndarray:
         return ZeroShotClassifier(self.encoder, labels, self.templates, label_cache=self.label_cache or False,
