@@ -32,6 +32,7 @@ __all__ = [
     "ModelChoice",
     "check_model",
     "check_threshold",
+    "open_calibration",
     "open_chat_client",
     "open_classifier",
     "open_encoder",
@@ -258,13 +259,22 @@ def open_classifier(
     templates: str | os.PathLike[str] | TemplateSet | None = None,
     text_slot: AbstractContextManager[Any] | None = None,
     label_cache: Any = True,
+    calibration: str | os.PathLike[str] | Any = None,
 ) -> Any:
     """The zero-shot classifier for ``labels``, or the trained head at ``head`` (whose classes are the labels).
 
+    ``calibration`` is a :class:`~clipzero.calibration.Calibration` or its file (``clipzero calibrate``).
+
     Raises:
         LabelError: both or neither of labels and head.
+        AdapterError: a calibration of another model, or with a trained head.
     """
+    calibration = open_calibration(calibration, encoder.id)
     if head is not None:
+        if calibration is not None:
+            from .errors import AdapterError
+
+            raise AdapterError("--calibration is for zero-shot labels; a trained head has its own scale")
         if labels:
             raise LabelError("--head brings its own labels: leave out --labels and --labels-file")
         from .finetune.heads import load_head
@@ -275,7 +285,22 @@ def open_classifier(
     from .zeroshot import ZeroShotClassifier
 
     chosen = resolve_templates(templates)
-    return ZeroShotClassifier(encoder, labels, templates=chosen, text_slot=text_slot, label_cache=label_cache)
+    return ZeroShotClassifier(encoder, labels, templates=chosen, text_slot=text_slot, label_cache=label_cache,
+                              calibration=calibration)  # fmt: skip
+
+
+def open_calibration(calibration: str | os.PathLike[str] | Any, model_id: str | None = None) -> Any:
+    """A :class:`~clipzero.calibration.Calibration` from its file (None and loaded ones pass through), checked
+    against ``model_id`` when given.
+
+    Raises:
+        AdapterError: unreadable, not a calibration file, or fitted for another model.
+    """
+    if calibration is None or not isinstance(calibration, (str, os.PathLike)):
+        return calibration
+    from .calibration import Calibration
+
+    return Calibration.load(calibration, model_id)
 
 
 def open_chat_client(

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import ClipzeroWarning, ConfigError, ImageError, LabelError
+from .errors import AdapterError, ClipzeroWarning, ConfigError, ImageError, LabelError
 from .images import ImageSource
 from .labelcache import LabelCache, default_label_cache, memory_label_cache
 from .prompts import TemplateSet, load_templates, normalize_label
 from .rejection import Rejection, RejectionRule, check_reject, reference_rule
 
 if TYPE_CHECKING:
+    from .calibration import Calibration
     from .encoder import Encoder
     from .pipeline import Embedded
     from .store import EmbeddingStore
@@ -142,6 +143,8 @@ class ZeroShotClassifier:
         label_cache: the persistent label cache (True: the one under CLIPZERO_HOME; False: none).
         text_slot: a context manager held only while labels that no cache holds are encoded (a server passes a
             semaphore so that new label sets take turns, while cached ones never wait).
+        calibration: a :class:`~clipzero.calibration.Calibration` of this model (``clipzero calibrate``): its
+            temperature scales the probabilities, and its rejection cut replaces the reference one.
 
     Raises:
         LabelError: no labels, or an invalid one.
@@ -153,6 +156,8 @@ class ZeroShotClassifier:
         'cat'
     """
 
+    calibration: Calibration | None = None  # trained heads (subclasses) keep their own scale
+
     def __init__(
         self,
         encoder: Encoder,
@@ -162,7 +167,11 @@ class ZeroShotClassifier:
         batch_size: int = 256,
         label_cache: LabelCache | bool = True,
         text_slot: AbstractContextManager[Any] | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
+        if calibration is not None and calibration.model_id != encoder.id:
+            raise AdapterError(f"the calibration was fitted for model {calibration.model_id!r}, not {encoder.id!r}")
+        self.calibration = calibration
         self.encoder = encoder
         self._text_slot = text_slot
         self.labels = clean_labels(labels)
@@ -236,6 +245,8 @@ class ZeroShotClassifier:
             (probabilities, similarities), each (n, n_labels).
         """
         logits, similarities = self.logits(embeddings)
+        if self.calibration is not None:
+            logits = logits / self.calibration.temperature
         if self.uses_sigmoid:
             probabilities = 1.0 / (1.0 + np.exp(-(logits + (self.encoder.logit_bias or 0.0))))
         else:
@@ -254,6 +265,8 @@ class ZeroShotClassifier:
         check_reject(reject, min_similarity)
         if min_similarity is not None:
             return RejectionRule(float(min_similarity), source="min-similarity")
+        if self.calibration is not None and self.calibration.rule is not None:
+            return self.calibration.rule
         if self.templates is None:
             raise ConfigError("reject auto works with zero-shot labels, not with a trained head: use --min-similarity")
         return reference_rule(self.encoder, self.templates.content_hash, self._reference_weights,

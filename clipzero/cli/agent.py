@@ -47,6 +47,7 @@ def add_parsers(commands: Any) -> None:
                      "store for search_images, named by its folder (repeatable; all of one model)")  # fmt: skip
     options.add_model_options(mcp)
     options.add_templates_option(mcp)
+    options.add_calibration_option(mcp)
     mcp.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible server for describe_labels (default "
                      "$CLIPZERO_LLM_URL, else the config file's llm_url)")  # fmt: skip
     mcp.add_argument("--llm-model", metavar="NAME", help="its model name (default $CLIPZERO_LLM_MODEL, else the "
@@ -84,6 +85,10 @@ def cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
         if not root.is_dir():
             raise ConfigError(f"--root {root} is not a folder")
     resolve_templates(args.templates)  # a wrong template set fails now, not after the model loads
+    if args.calibration is not None:
+        from ..factory import open_calibration
+
+        open_calibration(args.calibration)
     options.check_model(args, args.store[0] if args.store else None)
     from ..agent.server import run_http, run_stdio
     from ..tools.toolbox import Toolbox
@@ -91,7 +96,7 @@ def cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
     toolbox = Toolbox(
         model=args.model, device=args.device, precision=args.precision, adapter=args.adapter,
         templates=args.templates, stores=args.store, roots=args.root, limits=limits, llm_url=args.llm_url,
-        llm_model=args.llm_model,
+        llm_model=args.llm_model, calibration=args.calibration,
     )  # fmt: skip
     roots = ", ".join(map(str, toolbox.roots)) or "none (data URLs only)"
     try:

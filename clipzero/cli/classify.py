@@ -54,7 +54,7 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
     choice = options.check_model(args, args.store)
     reranker = options.reranker(args, templates)
     encoder = open_encoder(choice)
-    classifier = open_classifier(encoder, labels, head=args.head, templates=templates)
+    classifier = open_classifier(encoder, labels, head=args.head, templates=templates, calibration=args.calibration)
     top_k = max(args.top_k, reranker.top_k) if reranker is not None else args.top_k
     results = []
     with options.progress(len(args.images), args.quiet) as bar:

@@ -57,8 +57,27 @@ def add_parsers(commands: Any) -> None:
     evaluate.add_argument("--shots", type=int, default=16, metavar="K", help="training images per class (default 16)")
     evaluate.add_argument("--out", "-o", type=Path, metavar="FILE", help="write the report (JSON) and confusion PNGs")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--out-of-set", type=Path, metavar="DIR", help="images that fit none of the classes: "
+                          "zero-shot's rejection figures (AUROC, kept, rejected) are reported")  # fmt: skip
     _lora_options(evaluate)
     options.add_rerank_options(evaluate, flag=False)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit calibrated probabilities (and a rejection cut) on a labelled image set",
+        description="Fit a temperature on up to 2 x --shots images per class (never the test split) so that the "
+        "probabilities say how often the label is right, and, with --out-of-set, the similarity cut for --reject "
+        "auto. Reports ECE before and after (and the rejection figures) on the test split. Use the file with "
+        "--calibration FILE wherever a classifier runs.",
+    )
+    _data_options(calibrate)
+    options.add_model_options(calibrate)
+    calibrate.add_argument("--out", "-o", type=Path, required=True, metavar="FILE", help="the calibration file (JSON)")
+    calibrate.add_argument("--shots", type=int, default=16, metavar="K", help="images per class to fit on, twice "
+                           "(default 16)")  # fmt: skip
+    calibrate.add_argument("--out-of-set", type=Path, metavar="DIR", help="images that fit none of the classes: "
+                           "half fit the rejection cut, half measure it")  # fmt: skip
+    calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
 
     finetune = commands.add_parser("finetune", help="train a linear probe, a cache adapter or LoRA adapters")
     kinds = finetune.add_subparsers(dest="finetune_command", metavar="METHOD", required=True)
@@ -123,10 +142,59 @@ def _say(args: argparse.Namespace) -> Any:
     return say
 
 
+def _out_of_set(args: argparse.Namespace) -> list[str]:
+    """The out-of-set images (checked before any model loads)."""
+    if args.out_of_set is None:
+        return []
+    from ..errors import DatasetError
+    from ..images import find_images
+
+    if not args.out_of_set.is_dir():
+        raise _usage(f"--out-of-set {args.out_of_set} is not a folder")
+    found = find_images([args.out_of_set], recursive=True)
+    if len(found) < 2:
+        raise DatasetError(f"--out-of-set {args.out_of_set} holds {len(found)} image(s): give at least two")
+    return found
+
+
+def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
+    from ..finetune.calibrate import calibrate
+
+    options.at_least(args, 1, "shots")
+    outside = _out_of_set(args)
+    data, encoder, labels, store, templates = _setup(args)
+    try:
+        calibration, report = calibrate(data, encoder, labels=labels, templates=templates, shots=args.shots,
+                                        seed=args.seed, out_of_set=outside, store=store, say=_say(args))  # fmt: skip
+    finally:
+        if store is not None:
+            store.close()
+    calibration.save(args.out)
+    if args.json:
+        json.dump(report, out, indent=1, ensure_ascii=False)
+        out.write("\n")
+        return 0
+    out.write(f"{report['dataset']}: temperature {report['temperature']:.3f} from {report['fit_images']} images; "
+              f"on {report['test_images']} test images: top-1 {report['top1'] * 100:.1f}%, ECE "
+              f"{report['ece_before']:.3f} -> {report['ece_after']:.3f}\n")  # fmt: skip
+    _print_rejection(report, out)
+    out.write(f"wrote {args.out}; use it with --calibration {args.out}\n")
+    return 0
+
+
+def _print_rejection(report: dict[str, Any], out: TextIO) -> None:
+    for name, figures in report.get("rejection", {}).items():
+        if isinstance(figures, dict):
+            out.write(f"  reject auto, {name} cut {figures['threshold']:.3f}: AUROC {figures['auroc']:.3f}, in-set "
+                      f"kept and correct {figures['in_set_kept_correct'] * 100:.1f}%, out-of-set rejected "
+                      f"{figures['out_of_set_rejected'] * 100:.1f}%\n")  # fmt: skip
+
+
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     from ..finetune.run import evaluate_methods, format_comparison
 
     reranker = _eval_reranker(args)
+    outside = _out_of_set(args)
     data, encoder, labels, store, templates = _setup(args)
     try:
         report = evaluate_methods(
@@ -143,6 +211,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
             progress=not args.quiet and sys.stderr.isatty(),
             say=_say(args),
             reranker=reranker,
+            out_of_set=outside,
         )
     finally:
         if store is not None:
@@ -156,6 +225,12 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
             f"{report['shots']} shots per class, model {report['model']}, precision {encoder.precision}\n"
         )
         out.write(format_comparison(report) + "\n")
+        calibrated = report["methods"].get("zeroshot", {}).get("calibration")
+        if calibrated:
+            out.write(f"zeroshot calibrated (temperature {calibrated['temperature']:.3f}, fitted on "
+                      f"{calibrated['fit_images']} images held apart): ECE {calibrated['ece_before']:.3f} -> "
+                      f"{calibrated['ece_after']:.3f}\n")  # fmt: skip
+            _print_rejection(calibrated, out)
         if args.out:
             out.write(f"report: {args.out}\n")
     if report["skipped"]:
@@ -222,4 +297,4 @@ def _usage(message: str) -> Exception:
     return ConfigError(message)
 
 
-COMMANDS = {"eval": cmd_eval, "finetune": cmd_finetune}
+COMMANDS = {"eval": cmd_eval, "finetune": cmd_finetune, "calibrate": cmd_calibrate}

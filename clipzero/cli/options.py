@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from ..errors import ConfigError
 
 __all__ = [
+    "add_calibration_option",
     "add_engine_options",
     "add_head_option",
     "add_labels_options",
@@ -121,6 +122,12 @@ def add_reject_options(parser: argparse.ArgumentParser) -> None:
                        "score and the nearest label")  # fmt: skip
     group.add_argument("--min-similarity", type=float, metavar="S", help="no label when the best label's cosine "
                        "similarity is below S (a raw cut; its scale depends on the model)")  # fmt: skip
+    add_calibration_option(group)
+
+
+def add_calibration_option(parser: Any) -> None:
+    parser.add_argument("--calibration", type=Path, metavar="FILE", help="a calibration file (clipzero calibrate): "
+                        "its temperature scales the probabilities, its rejection cut serves --reject auto")  # fmt: skip
 
 
 def check_reject(args: argparse.Namespace) -> None:
@@ -130,6 +137,10 @@ def check_reject(args: argparse.Namespace) -> None:
 
     check_threshold(args.threshold)
     check(args.reject, args.min_similarity)
+    if getattr(args, "calibration", None) is not None:
+        from ..factory import open_calibration
+
+        open_calibration(args.calibration)  # a wrong file fails now, not after the model loads
     if (args.reject or args.min_similarity is not None) and getattr(args, "rerank", False):
         raise ConfigError("--rerank does not combine with --reject or --min-similarity: choose one way to say "
                           "'none of these'")  # fmt: skip

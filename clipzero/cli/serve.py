@@ -44,6 +44,7 @@ def add_parsers(commands: Any) -> None:
                        "without labels are classified with it")  # fmt: skip
     serve.add_argument("--store", "-s", type=Path, metavar="DIR", help="embedding store for search (its model)")
     options.add_templates_option(serve)
+    options.add_calibration_option(serve)
     serve.add_argument("--api-key", metavar="KEY", help="require this key on every route but /healthz: the API, the "
                        "web UI (login page at /login) and uploads (default $CLIPZERO_API_KEY)")  # fmt: skip
     for flag, field, kind, text in _LIMITS:
@@ -65,6 +66,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     require("web", "clipzero serve")
     options.at_least(args, 1, *(field for _, field, kind, _ in _LIMITS if kind is int))
     resolve_templates(args.templates)  # a wrong template set fails now, not after the model loads
+    if args.calibration is not None:
+        from ..factory import open_calibration
+
+        open_calibration(args.calibration)
     options.check_model(args, args.store)
     from ..factory import resolve_api_key
     from ..service import ServiceSettings, serve
@@ -82,6 +87,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         templates=args.templates,
         llm_url=args.llm_url,
         llm_model=args.llm_model,
+        calibration=args.calibration,
         **limits,
     )
 

@@ -71,7 +71,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
             encoder: Any = store.encoder  # the store's own model unless --model says otherwise
         else:
             encoder = open_encoder(choice)
-        classifier = open_classifier(encoder, labels, head=args.head, templates=templates)
+        classifier = open_classifier(encoder, labels, head=args.head, templates=templates,
+                                     calibration=args.calibration)  # fmt: skip
         ray = None
         if args.engine == "ray":
             from ..ray_engine import RayOptions

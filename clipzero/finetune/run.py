@@ -199,6 +199,7 @@ def evaluate_methods(
     progress: bool = True,
     say: Callable[[str], None] | None = None,
     reranker: Any = None,
+    out_of_set: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate zero-shot and adapted classifiers on one labelled set.
 
@@ -215,6 +216,7 @@ def evaluate_methods(
         out: the report file (JSON); confusion-matrix PNGs are written beside it.
         reranker: a :class:`~clipzero.rerank.Reranker` for ``zeroshot+rerank`` (zero-shot with the same
             templates is then reported too, as the baseline).
+        out_of_set: images that fit none of the classes: zero-shot's rejection figures are reported.
 
     Returns:
         The report.
@@ -267,6 +269,17 @@ def evaluate_methods(
             f"{method:<9} top-1 {metrics['top1'] * 100:5.1f}%  top-5 {metrics['top5'] * 100:5.1f}%  "
             f"ECE {metrics['ece']:.3f}  ({metrics['seconds']:.1f} s)"
         )
+    if "zeroshot" in methods:  # temperature and rejection cut fitted on images held apart from the test split
+        from ..calibration import fit_and_measure
+
+        held = EmbeddedSet(np.concatenate([train.vectors, *([select.vectors] if select else [])]),
+                           np.concatenate([train.labels, *([select.labels] if select else [])]),
+                           train.paths + (select.paths if select else []))  # fmt: skip
+        outside = None
+        if out_of_set:
+            outside = embed_examples(encoder, [Example(p, -1) for p in out_of_set], store=store).vectors
+        classifier = ZeroShotClassifier(encoder, classes, templates=templates)
+        results["zeroshot"]["calibration"] = fit_and_measure(classifier, held, test, outside)[2]
     report: dict[str, Any] = {
         "dataset": data.name,
         "model": encoder.id,

@@ -71,6 +71,7 @@ class ServiceSettings:
     templates: str | None = None  # None: the configured default (CLIPZERO_TEMPLATES, config file, ensemble-en)
     llm_url: str | None = None
     llm_model: str | None = None
+    calibration: Path | None = None  # a calibration file (clipzero calibrate) applied to every zero-shot request
 
     @property
     def max_upload_bytes(self) -> int:
@@ -116,6 +117,9 @@ class Service:
         self.store: Any = open_store(settings.store, choice) if settings.store is not None else None
         encoder: Any = open_encoder(choice) if self.store is None else self.store.encoder
         self.encoder = encoder
+        from ..factory import open_calibration
+
+        self.calibration = open_calibration(settings.calibration, encoder.id)
         self.decoder = Decoder.for_encoder(encoder, settings.max_pixels)  # its draft size and pixel limit
         self.batcher = MicroBatcher(
             self.encoder,
@@ -180,7 +184,8 @@ class Service:
             except FutureTimeout as exc:
                 raise DeadlineExceeded("the label set was still being encoded at this server's time limit") from exc
         try:
-            built = ZeroShotClassifier(self.encoder, labels, templates=chosen, text_slot=self._text_slot)
+            built = ZeroShotClassifier(self.encoder, labels, templates=chosen, text_slot=self._text_slot,
+                                       calibration=self.calibration)  # fmt: skip
         except BaseException as exc:
             with self._lock:
                 self._building.pop(key, None)

@@ -40,6 +40,7 @@ class Toolbox:
         roots: the folders whose files the tools may read and write; none means data URLs only.
         limits: per-call bounds.
         llm_url, llm_model: the LLM for ``describe_labels`` (default: the configured one, if any).
+        calibration: a calibration file of the model (``clipzero calibrate``), applied to every classification.
 
     Raises:
         ConfigError: a root that is not a folder, a store that does not exist, stores of different models.
@@ -59,8 +60,9 @@ class Toolbox:
         limits: ToolLimits | None = None,
         llm_url: str | None = None,
         llm_model: str | None = None,
+        calibration: str | os.PathLike[str] | None = None,
     ) -> None:
-        from ..factory import check_model, open_encoder, resolve_model, resolve_templates, store_model
+        from ..factory import check_model, open_calibration, open_encoder, resolve_model, resolve_templates, store_model
         from ..store import EmbeddingStore
 
         for root in roots:
@@ -76,6 +78,7 @@ class Toolbox:
         choice = check_model(resolve_model(model, device=device, precision=precision, adapter=adapter,
                                            store=stores[0] if stores else None))  # fmt: skip
         self.encoder: Any = open_encoder(choice)
+        self.calibration = open_calibration(calibration, self.encoder.id)
         self.stores: dict[str, Any] = {}
         for path in stores:
             name = Path(path).resolve().name
@@ -139,7 +142,8 @@ class Toolbox:
             if found is not None:
                 self._classifiers.move_to_end(key)
                 return found
-        built = ZeroShotClassifier(self.encoder, labels, templates=chosen, text_slot=self._text_slot)
+        built = ZeroShotClassifier(self.encoder, labels, templates=chosen, text_slot=self._text_slot,
+                                   calibration=self.calibration)  # fmt: skip
         with self._lock:
             self._classifiers[key] = built
             while len(self._classifiers) > 32:
