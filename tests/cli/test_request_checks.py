@@ -174,3 +174,14 @@ def test_wrong_mcp_requests_fail_before_any_model_loads(tmp_path: Path, args: li
     assert rc == 2, stderr
     assert message in stderr and "Traceback" not in stderr
     assert "open_clip" not in loaded
+
+
+def test_wrong_calibrate_and_calibration_requests_fail_before_any_model_loads(tmp_path: Path) -> None:
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    rc, stderr, loaded, _ = in_fresh_python("calibrate", str(tmp_path / "data"), "--out", str(tmp_path / "c.json"),
+                                            "--out-of-set", str(tmp_path / "nope"))  # fmt: skip
+    assert rc == 2 and "--out-of-set" in stderr and "is not a folder" in stderr and "open_clip" not in loaded
+    (tmp_path / "c.json").write_text("{}")
+    rc, stderr, loaded, _ = in_fresh_python("classify", _image(tmp_path), "--labels", "a", "b", "--calibration",
+                                            str(tmp_path / "c.json"))  # fmt: skip
+    assert rc == 2 and "not a clipzero calibration file" in stderr and loaded == set()
