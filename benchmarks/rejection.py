@@ -8,6 +8,9 @@ listed combinations (``--per-combo`` each) and of unlisted ones: near misses (sa
 label) and, where there are any, the rest. For each cut: the AUROC of its score as a detector of "fits one of the
 labels", the share of listed images that keep their correct label, and the share of unlisted images rejected.
 
+Then calibration: ``clipzero calibrate`` on the outline-style shifted task (64 classes, 8 train + 4 val + 8 test images
+each), ECE on its test split before and after.
+
 Cuts: ``--reject auto`` (the model's reference-calibrated similarity cut), the top probability at 0.5 and 0.9
 (``--threshold``), and a raw similarity of 0.3 (``--min-similarity 0.3``, a cut often hand-tuned for real CLIP
 models on photos). The templates are ``photo`` (ensemble-en gives the same figures within 1% on this model).
@@ -89,10 +92,30 @@ def main() -> None:
                 r = rows[n]
                 print(f"  {name:<20} {r[name + '|auroc']:6.3f} {r[name + '|kept'] * 100:19.1f}% "
                       f"{r[name + '|rejected'] * 100:17.1f}%", flush=True)  # fmt: skip
+    calibration = _calibration(encoder)
     if args.json:
-        print(json.dumps({"model": encoder.id, "trials": args.trials, "rows": rows}, indent=1))
+        print(json.dumps({"model": encoder.id, "trials": args.trials, "rows": rows, "calibration": calibration},
+                         indent=1))  # fmt: skip
     else:
-        print(f"\nmodel {encoder.id}; {time.perf_counter() - start:.0f} s")
+        print(f"\noutline task: temperature {calibration['temperature']:.2f} fitted on {calibration['fit_images']} "
+              f"images; test ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} "
+              f"({calibration['ece_after'] / calibration['ece_before']:.2f}x); top-1 {calibration['top1'] * 100:.1f}%")
+        print(f"model {encoder.id}; {time.perf_counter() - start:.0f} s")
+
+
+def _calibration(encoder: object) -> dict[str, float]:
+    """``clipzero calibrate``'s figures on the outline task, written to a temporary folder."""
+    import tempfile
+    from pathlib import Path
+
+    from clipzero.finetune.calibrate import calibrate
+    from clipzero.finetune.data import load_labeled
+    from clipzero.synthetic.tasks import write_task
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_task(Path(folder), style="outline", per_split={"train": 8, "val": 4, "test": 8})
+        _, report = calibrate(load_labeled(folder), encoder, templates="photo", shots=16)
+    return report
 
 
 if __name__ == "__main__":
