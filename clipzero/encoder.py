@@ -19,6 +19,7 @@ __all__ = ["Encoder", "apply_precision", "bounded_text", "check_precision", "def
 
 #: Runs of this many non-space characters or more are split before tokenizing (see :func:`bounded_text`).
 _LONG_RUN = re.compile(r"\S{64,}")
+_UNSET = object()
 #: The tokenizer's word cache is reset when it holds more words than this (it grows with every new word).
 _TOKENIZER_CACHE_WORDS = 20_000
 
@@ -154,6 +155,8 @@ class Encoder:
         self.adapter: str | None = None  # the LoRA adapter folder merged in, if any; load_model sets it
         self.texts_encoded = 0
         self.images_encoded = 0
+        self._trimmed: object = _UNSET  # the length-trimmed text encoder, decided on the first encode_texts
+        self._pad_id = 0
         params = [p for p in model.parameters() if p.is_floating_point()]
         self._dtype = params[0].dtype if params else torch.float32
         context: Any = getattr(tokenizer, "context_length", None) or getattr(model, "context_length", 77)
@@ -230,22 +233,49 @@ class Encoder:
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Embed texts.
 
+        Each batch runs at the length its longest text needs, not the whole context, when the text tower allows it
+        with the same result (:mod:`clipzero.textlength`); texts are grouped by length so that batches are tight.
+
         Args:
             texts: the texts; longer ones are truncated to the model's context.
             batch_size: texts per forward pass.
 
         Returns:
-            float32 array (len(texts), embed_dim), each row L2-normalised.
+            float32 array (len(texts), embed_dim), each row L2-normalised, in the order of ``texts``.
         """
-        chunks = []
+        if not len(texts):
+            return np.zeros((0, self.embed_dim), np.float32)
+        encode = self._text_encoder()
+        out = np.empty((len(texts), self.embed_dim), np.float32)
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                batch = [bounded_text(t, self.context_length) for t in texts[start : start + batch_size]]
-                tokens = self.tokenizer(batch).to(self.device)  # (b, ctx)
-                chunks.append(self._normalise(self.model.encode_text(tokens)))
+            for start in range(0, len(texts), 4 * batch_size):  # tokenize a few batches at a time
+                chunk = [bounded_text(t, self.context_length) for t in texts[start : start + 4 * batch_size]]
+                tokens = self.tokenizer(chunk)  # (b, ctx)
+                # Shortest first: each batch then holds texts of about one length (a stable sort keeps ties in order).
+                order = torch.argsort((tokens != self._pad_id).sum(dim=1), stable=True) if encode is not None else (
+                    torch.arange(len(chunk)))  # fmt: skip
+                for first in range(0, len(chunk), batch_size):
+                    rows = order[first : first + batch_size]
+                    batch = tokens[rows].to(self.device)
+                    vectors = encode(batch) if encode is not None else self.model.encode_text(batch)
+                    out[(start + rows).numpy()] = self._normalise(vectors)
         self._trim_tokenizer_cache()
         self.texts_encoded += len(texts)
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
+        return out
+
+    def _text_encoder(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The length-trimmed text encoder when this tower allows it exactly (checked once), else None."""
+        if self._trimmed is _UNSET:
+            from .textlength import pad_id_of, trimmed_text_encoder
+
+            self._pad_id = pad_id_of(self.tokenizer)
+            self._trimmed = trimmed_text_encoder(self.model, self.tokenizer, self.device)
+        return self._trimmed  # type: ignore[return-value]
+
+    @property
+    def trims_text(self) -> bool:
+        """True when texts are encoded at the length they need (see :mod:`clipzero.textlength`)."""
+        return self._text_encoder() is not None
 
     def preprocess_images(self, images: Sequence[ImageSource]) -> torch.Tensor:
         """Load and preprocess images into one batch tensor (n, 3, H, W); raises ImageError on a bad image."""

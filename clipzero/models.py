@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import hub
+from .backend import arch_needs, folder_needs, open_clip_module
 from .config import load_settings
 from .errors import ClipzeroError, ModelLoadError, ModelNotFoundError, ModelUnavailableError
 
@@ -65,7 +66,7 @@ class RegisteredModel:
 
 
 _REGISTRY: dict[str, RegisteredModel] = {}
-_ASSETS = Path(__file__).resolve().parent / "assets"
+_ASSETS = Path(__file__).resolve().parent / "assets"  # also in .backend
 
 
 def register_model(name: str, target: str | Callable[[], str], description: str = "") -> None:
@@ -86,15 +87,6 @@ register_model(
     str(_ASSETS / "clipzero-shapes"),
     "bundled with clipzero: a small CLIP of the shapes world (English and Chinese); loads offline",
 )
-
-
-@lru_cache(maxsize=1)
-def open_clip_module() -> Any:
-    """open_clip, with clipzero's own architectures (assets/configs) added to its registry."""
-    import open_clip
-
-    open_clip.add_model_config(_ASSETS / "configs")
-    return open_clip
 
 
 def list_registered_models() -> list[RegisteredModel]:
@@ -129,7 +121,7 @@ class ModelSpec:
 
 
 def _known_arch(arch: str) -> str:
-    open_clip = open_clip_module()
+    open_clip = open_clip_module(arch_needs(arch))
 
     models = open_clip.list_models()
     if arch in models:
@@ -308,7 +300,7 @@ def canonical_id(parsed: ModelSpec, model_id: str) -> str:
 
 def build_open_clip(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, Any, Any, str, str]:
     """Create the fp32 CPU open_clip model for a parsed spec: (model, preprocess, tokenizer, arch, id)."""
-    open_clip = open_clip_module()
+    open_clip = open_clip_module(arch_needs(parsed.arch) if parsed.arch else folder_needs(parsed.path))
 
     kwargs: dict[str, object] = {}
     if parsed.kind == "pretrained":
