@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,9 @@ def add_parsers(commands: Any) -> None:
     classify.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     classify.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
     classify.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary line")
+    classify.add_argument("--server", metavar="URL", help="classify on a running clipzero serve at URL (default "
+                          "$CLIPZERO_SERVER; its key from $CLIPZERO_API_KEY): the model stays loaded between calls; "
+                          "the images are read here and sent; without a server there, classify here")  # fmt: skip
     classify.add_argument(
         "--store",
         "-s",
@@ -46,6 +50,11 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
     options.check_reject(args)
     labels = options.labels(args)
     templates = resolve_templates(args.templates)
+    server = args.server or os.environ.get("CLIPZERO_SERVER")
+    if server:
+        served = _on_server(args, server, labels, templates)
+        if served is not None:
+            return _print(served, args, out)
     store = None
     if args.store is not None:
         from ..store import EmbeddingStore
@@ -70,11 +79,48 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
     options.say(args, f"classified {len(results)} image(s); {options.describe_encoder(encoder)}")
     if reranker is not None:
         return _print_reranked(reranker.rerank_many(results), args, out)
+    return _print(results, args, out)
+
+
+def _print(results: Sequence[Any], args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         options.print_json([r.to_dict() for r in results], out)
     else:
         print_table(results, out)
     return 1 if any(r.error for r in results) else 0
+
+
+def _on_server(args: argparse.Namespace, server: str, labels: list[str] | None, templates: Any) -> Any:
+    """The results from the server, or None (with a warning saying why) to classify here instead."""
+    from ..prompts import list_template_sets
+    from ..remote import ServerUnavailable, classify_on_server, server_info
+
+    local_only = [flag for flag, value in (("--store", args.store), ("--head", args.head), ("--rerank", args.rerank),
+                  ("--calibration", args.calibration), ("--adapter", args.adapter)) if value]  # fmt: skip
+    if templates.per_label and templates.name not in list_template_sets():
+        local_only.append("--templates with per-label prompts")
+    if local_only or not labels:
+        options.warn(f"--server: {', '.join(local_only) or 'a trained head'} is not sent to a server; classifying here")
+        return None
+    key = os.environ.get("CLIPZERO_API_KEY")
+    try:
+        info = server_info(server, key)
+        if args.model and args.model not in (info["spec"], info["model"]):
+            options.warn(f"the server at {server} runs {info['spec']}, not {args.model}; classifying here")
+            return None
+        if args.precision and args.precision not in ("auto", info["precision"]):
+            options.warn(f"the server at {server} runs {info['precision']}, not {args.precision}; classifying here")
+            return None
+        sent = templates.name if templates.name in list_template_sets() else list(templates.templates)
+        results = classify_on_server(server, args.images, labels, templates=sent, top_k=args.top_k,
+                                     threshold=args.threshold, reject=args.reject, min_similarity=args.min_similarity,
+                                     key=key, info=info)  # fmt: skip
+    except ServerUnavailable as exc:
+        options.warn(f"{exc}; classifying here")
+        return None
+    options.say(args, f"classified {len(results)} image(s) on {server}; model {info['model']}, precision "
+                f"{info['precision']} on {info['device']}")  # fmt: skip
+    return results
 
 
 def _print_reranked(reranked: Sequence[Any], args: argparse.Namespace, out: TextIO) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "print_json",
     "progress",
     "reranker",
+    "warn",
 ]
 
 
@@ -232,6 +233,11 @@ def progress(total: int, quiet: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, leave=False)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr (shown under --quiet too)."""
+    sys.stderr.write(f"clipzero: warning: {text}\n")
 
 
 def say(args: argparse.Namespace, text: str) -> None:
