@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/tagging_speed.py
 	$(BIN)/python benchmarks/text_speed.py
+	$(BIN)/python benchmarks/first_call.py
 	$(BIN)/python benchmarks/shapes_quality.py
 	$(BIN)/python benchmarks/rejection.py
 	$(BIN)/python benchmarks/store_search.py
