@@ -49,7 +49,7 @@ def main() -> None:
     figures = {
         "python -c 'import torch'": _wall([sys.executable, "-c", "import torch"], args.repeat, env),
         "python -c 'import torch, torchvision'": _wall([sys.executable, "-c", "import torch, torchvision"],
-                                                       args.repeat, env),  # fmt: skip
+                                                       args.repeat, env),
         "clipzero classify (cold)": _wall(classify, args.repeat, env),
     }
     process, url = start_server("--no-ui", home=home)

@@ -66,6 +66,8 @@ def add_parsers(commands: Any) -> None:
     search.add_argument("--json", action="store_true", help='print [{"path", "score", "sha256"}, ...]')
     search.add_argument("--nprobe", type=int, metavar="N", help="IVF index: inverted lists probed (recall vs speed)")
     search.add_argument("--ef-search", type=int, metavar="N", help="HNSW index: search breadth (recall vs speed)")
+    search.add_argument("--exact", action="store_true", help="search every vector: a brute-force check on the "
+                        "approximate index (whose setting is tuned for recall@10 of at least 0.95)")  # fmt: skip
     search.add_argument("--sharded", type=Path, metavar="INDEX", help="search a merged index (index build-sharded), "
                         "memory-mapped, instead of a store; --model must be the model of its vectors")  # fmt: skip
 
@@ -188,7 +190,8 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         path = _existing_store(args)
         with open_store(path, options.check_model(args, path)) as store:
             query: Any = args.image if args.image is not None else args.text  # a Path is an image, a str a text
-            hits = store.search(query, top_k=args.top_k, nprobe=args.nprobe, ef_search=args.ef_search)
+            hits = store.search(query, top_k=args.top_k, nprobe=args.nprobe, ef_search=args.ef_search,
+                                exact=args.exact)  # fmt: skip
         rows = [h.to_dict() for h in hits]
     if args.json:
         json.dump(rows, out, ensure_ascii=False, indent=2)

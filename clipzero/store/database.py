@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import StoreError
-from .index_kinds import IndexSpec, build_index
+from .index_kinds import IndexSpec, auto_tune, build_index, save_index
 
 __all__ = [
     "SCHEMA",
@@ -24,6 +24,8 @@ __all__ = [
     "damaged_is_store_error",
     "fsync_dir",
     "rebuild_index",
+    "save_tuned",
+    "tuned_search",
     "vector_rows",
     "writer_lock",
 ]
@@ -110,6 +112,39 @@ def rebuild_index(db: sqlite3.Connection, spec: IndexSpec, dim: int) -> tuple[An
         sample = next(vector_rows(db, dim, 0, batch=min(count, 100_000)))[1]
     index = build_index(spec, dim, count, sample)
     return index, add_rows(db, dim, index, after_id=0)
+
+
+def tuned_search(db: sqlite3.Connection, dim: int, index: Any, previous: dict[str, Any] | None,
+                 queries: int = 100) -> dict[str, Any] | None:  # fmt: skip
+    """Tune ``index``'s search setting for recall@10 (:func:`~.index_kinds.auto_tune`) when it is new or has grown or
+    shrunk by a quarter since it was tuned (else keep the ``previous`` setting); returns the tuning record.
+
+    The queries are stored vectors spread over the table, each moved to cosine about 0.55 from where it was (a
+    query is rarely a stored image itself, and a text query sits farther from its images than an image does from
+    its near copies), seeded so that the same store gives the same record.
+    """
+    count = int(index.ntotal)
+    if previous and 0.8 * previous["vectors"] <= count <= 1.25 * previous["vectors"]:
+        IndexSpec("auto").tune(index, **{previous["setting"]: previous["value"]})
+        return previous
+    step = max(1, db.execute("SELECT MAX(id) FROM images").fetchone()[0] // queries) if count else 1
+    rows = db.execute("SELECT vector FROM images WHERE id % ? = 0 LIMIT ?", (step, queries)).fetchall()
+    if not rows:
+        return None
+    vectors = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+    noise = np.random.default_rng(0).standard_normal(vectors.shape).astype(np.float32) / np.sqrt(dim)
+    moved = vectors + 1.5 * noise
+    return auto_tune(index, moved / np.linalg.norm(moved, axis=1, keepdims=True))
+
+
+def save_tuned(db: sqlite3.Connection, folder: Path, dim: int, index: Any, tuned: dict[str, Any] | None,
+               state: dict[str, Any]) -> dict[str, Any] | None:  # fmt: skip
+    """Tune the index's search setting (:func:`tuned_search`), then save the index with its state and the tuning
+    record, atomically; returns the record."""
+    tuned = tuned_search(db, dim, index, tuned)
+    save_index(folder, index, {**state, "tuned": tuned})
+    fsync_dir(folder)
+    return tuned
 
 
 @contextmanager

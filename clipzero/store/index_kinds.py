@@ -20,6 +20,9 @@ import numpy as np
 
 AUTO_THRESHOLD = 50_000
 INDEX_FILE = "index.faiss"
+#: The recall@10 the search settings are tuned for (see :func:`auto_tune`).
+RECALL_TARGET = 0.95
+_EF_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
 def _flat(dim: int, count: int, sample: np.ndarray | None) -> Any:
@@ -81,7 +84,7 @@ class IndexSpec:
         return self.resolve(count) == "ivf" and count > 0
 
     def tune(self, index: Any, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
-        """Apply search-time settings to whichever kind ``index`` is."""
+        """Apply search-time settings to whichever kind ``index`` is (None keeps the index's own, tuned one)."""
         inner = _inner(index)
         if nprobe is not None and hasattr(inner, "nprobe"):
             inner.nprobe = nprobe
@@ -106,6 +109,53 @@ class IndexSpec:
         if target == "ivf" and described["kind"] == "ivf":
             return ivf_lists(count) > 2 * int(described["nlist"])
         return bool(described["kind"] != target and (target != "ivf" or count >= 39))
+
+
+def search_index(index: Any, queries: np.ndarray, k: int, *, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the ``k`` nearest stored vectors to each query; ``exact`` searches every vector (every IVF
+    list; HNSW's stored vectors one by one) instead of the approximate path, as a check on it."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    inner = _inner(index)
+    if not exact or not (hasattr(inner, "nprobe") or hasattr(inner, "hnsw")):
+        return index.search(queries, k)
+    if hasattr(inner, "hnsw"):
+        import faiss
+
+        scores, positions = faiss.downcast_index(inner.storage).search(queries, k)
+        ids = index_ids(index)
+        return scores, np.where(positions >= 0, ids[np.maximum(positions, 0)], -1)
+    saved, inner.nprobe = inner.nprobe, inner.nlist
+    try:
+        return index.search(queries, k)
+    finally:
+        inner.nprobe = saved
+
+
+def auto_tune(index: Any, queries: np.ndarray, k: int = 10, target: float = RECALL_TARGET) -> dict[str, Any] | None:
+    """Set the cheapest search setting (IVF ``nprobe``, HNSW ``efSearch``) whose recall@k on ``queries`` against the
+    exact answer reaches ``target``, and say what it is and what it measured (None for an exact index).
+
+    The setting is stored on the index (FAISS saves it with the index), so every later search uses it.
+    """
+    inner = _inner(index)
+    if index.ntotal == 0 or not (hasattr(inner, "nprobe") or hasattr(inner, "hnsw")):
+        return None
+    k = min(k, int(index.ntotal))
+    _, truth = search_index(index, queries, k, exact=True)
+    if hasattr(inner, "hnsw"):
+        name, steps = "ef_search", [v for v in _EF_STEPS if v >= k]
+    else:
+        name, steps = "nprobe", sorted({min(2**i, int(inner.nlist)) for i in range(32) if 2 ** (i - 1) < inner.nlist})
+    recall = 0.0
+    for value in steps:
+        IndexSpec("auto").tune(index, **{name: value})
+        _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        hits = [len(set(row[row >= 0]) & set(want[want >= 0])) for row, want in zip(found, truth)]
+        recall = float(np.mean(hits)) / k
+        if recall >= target:
+            break
+    return {"setting": name, "value": int(value), f"recall_at_{k}": round(recall, 4), "queries": len(queries),
+            "vectors": int(index.ntotal)}  # fmt: skip
 
 
 def _inner(index: Any) -> Any:

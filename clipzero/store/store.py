@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import StoreError
-from .database import SCHEMA, SCHEMA_VERSION, add_rows, damaged_is_store_error, fsync_dir, rebuild_index, writer_lock
-from .index_kinds import IndexSpec, index_ids, load_index, save_index
+from .database import SCHEMA, SCHEMA_VERSION, add_rows, damaged_is_store_error, rebuild_index, save_tuned, writer_lock
+from .index_kinds import IndexSpec, index_ids, load_index, search_index
 from .records import AddReport, Record, SearchHit, StoredImage, canonical_path
 
 if TYPE_CHECKING:
@@ -138,24 +138,23 @@ class EmbeddingStore:
         meta = self._meta()
         revision, removed = int(meta["revision"]), int(meta["removed_revision"])
         index, state = load_index(self.path)
+        self._tuned = state.get("tuned")  # the search setting tuned for recall@10, and what it measured
         if index is not None and state["revision"] == revision:
             return index, revision, int(state["max_id"])
         if index is not None and state["revision"] >= removed and state["revision"] < revision:
             # Only additions since the index was saved (a writer was killed, or is still adding): catch up.
-            max_id = self._add_rows_to(index, after_id=int(state["max_id"]))
+            max_id = add_rows(self._db, self.dim, index, after_id=int(state["max_id"]))
             return index, revision, max_id
         return self._rebuild_index(revision)
-
-    def _add_rows_to(self, index: Any, after_id: int) -> int:
-        return add_rows(self._db, self.dim, index, after_id)
 
     def _rebuild_index(self, revision: int) -> tuple[Any, int, int]:
         index, max_id = rebuild_index(self._db, self.index_spec, self.dim)
         return index, revision, max_id
 
-    def _save_index(self) -> None:
-        save_index(self.path, self._index, {"revision": self._index_revision, "max_id": self._index_max_id})
-        fsync_dir(self.path)
+    def save(self) -> None:
+        """Save the index, its search setting tuned for recall@10 (``add`` and ``remove`` save by themselves)."""
+        self._tuned = save_tuned(self._db, self.path, self.dim, self._index, self._tuned,
+                                 {"revision": self._index_revision, "max_id": self._index_max_id})  # fmt: skip
 
     def _refresh(self) -> None:
         """Bring this handle's index up to date with what other processes committed."""
@@ -198,6 +197,7 @@ class EmbeddingStore:
         *,
         nprobe: int | None = None,
         ef_search: int | None = None,
+        exact: bool = False,
     ) -> list[SearchHit]:
         """The stored images closest to a query.
 
@@ -205,7 +205,8 @@ class EmbeddingStore:
             query: a text (a ``str``, embedded with the store's model), an image (a ``Path``, bytes or a PIL image),
                 or a vector.
             top_k: how many results.
-            nprobe, ef_search: search-time settings of the approximate kinds (IVF lists probed; HNSW breadth).
+            nprobe, ef_search: search-time settings of the approximate kinds (default: tuned for recall@10 >= 0.95).
+            exact: search every vector (a brute-force check on the approximate kinds).
 
         Returns:
             Hits, best first, with cosine similarity scores.
@@ -215,7 +216,7 @@ class EmbeddingStore:
         if self._index.ntotal == 0:
             return []
         self.index_spec.tune(self._index, nprobe=nprobe, ef_search=ef_search)
-        scores, ids = self._index.search(vector.reshape(1, -1), min(top_k, self._index.ntotal))
+        scores, ids = search_index(self._index, vector.reshape(1, -1), min(top_k, self._index.ntotal), exact=exact)
         hits = []
         for score, image_id in zip(scores[0], ids[0]):
             if image_id < 0:
@@ -283,7 +284,7 @@ class EmbeddingStore:
             self._refresh()
             report = add_images(self, paths, metadata=metadata, batch_size=batch_size, workers=workers,
                                 progress=progress, engine=engine, ray=ray, shard_rows=shard_rows)  # fmt: skip
-            self._save_index()
+            self.save()
         return report
 
     def is_unchanged(self, path: str, stat: os.stat_result) -> bool:
@@ -373,7 +374,7 @@ class EmbeddingStore:
                 removed += cursor.rowcount
             self._drop_orphans()
         self._index, self._index_revision, self._index_max_id = self._open_index()
-        self._save_index()
+        self.save()
         return removed
 
     @damaged_is_store_error
@@ -397,7 +398,7 @@ class EmbeddingStore:
             "dim": self.dim,
             "images": len(self),
             "paths": self._db.execute("SELECT COUNT(*) FROM paths").fetchone()[0],
-            "index": self.index_spec.describe(self._index),
+            "index": {**self.index_spec.describe(self._index), **({"tuned": self._tuned} if self._tuned else {})},
             "schema_version": SCHEMA_VERSION,
             "bytes_on_disk": sum(files.values()),
         }

@@ -159,3 +159,44 @@ def test_approximate_kinds_agree_with_exact(tmp_path: Path, kind: str) -> None:
     found = approx.search(queries, 10)[1]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)])
     assert recall >= 0.95, recall
+
+
+def _clustered(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:
+    centres = rng.normal(size=(60, dim))
+    data = centres[rng.integers(0, 60, n)] + 0.5 * rng.normal(size=(n, dim))
+    return np.ascontiguousarray(data / np.linalg.norm(data, axis=1, keepdims=True), dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_search_settings_are_tuned_for_recall_and_exact_is_brute_force(tiny_encoder: Encoder, tmp_path: Path,
+                                                                       kind: str) -> None:  # fmt: skip
+    """The store picks the cheapest setting that reaches recall@10 0.95 on its own probe queries, says so in
+    info(), keeps it across reopening; fresh queries reach about that recall; exact search is brute force."""
+    from clipzero.store import EmbeddingStore
+    from clipzero.store.index_kinds import search_index
+    from clipzero.store.records import Record
+
+    rng = np.random.default_rng(5)
+    dim = tiny_encoder.embed_dim
+    data = _clustered(rng, 6000, dim)
+    with EmbeddingStore(tmp_path / "s", tiny_encoder, index=kind) as store:
+        with store.writer():
+            store.put([Record(f"{i}.png", f"{i:064x}", 1, 1, 1, data[i]) for i in range(len(data))])
+            store.save()
+        tuned = store.info()["index"]["tuned"]
+    assert tuned["setting"] == ("ef_search" if kind == "hnsw" else "nprobe") and tuned["recall_at_10"] >= 0.95
+    with EmbeddingStore(tmp_path / "s") as store:
+        assert store.info()["index"]["tuned"] == tuned  # kept with the index
+        described = store.info()["index"]
+        assert described.get("nprobe", described.get("ef_search")) == tuned["value"]
+        noise = np.random.default_rng(9).normal(size=(200, dim)) / np.sqrt(dim)
+        queries = data[7::30][:200] + 1.2 * noise  # near stored images (cosine about 0.65), not the tuning probes
+        queries = np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True), dtype=np.float32)
+        truth = np.argsort(-(queries @ data.T), axis=1)[:, :10] + 1  # store ids count from 1, in insertion order
+        found = [[int(i) for i in search_index(store._index, q[None], 10)[1][0]] for q in queries]
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth.tolist(), found)])
+        assert recall >= 0.9, recall
+        exact = [[int(i) for i in search_index(store._index, q[None], 10, exact=True)[1][0]] for q in queries[:20]]
+        assert exact == truth[:20].tolist()
+        hits = store.search(queries[0], top_k=5, exact=True)
+        assert [Path(h.path).name for h in hits] == [f"{i - 1}.png" for i in truth[0][:5]]
