@@ -27,16 +27,10 @@ import time
 import numpy as np
 
 from clipzero import load_model
+from clipzero.calibration import auroc
 from clipzero.pipeline import embed_all
 from clipzero.synthetic.world import HELD_OUT, all_combinations, combination_label, single_object_set
 from clipzero.zeroshot import ZeroShotClassifier
-
-
-def auroc(fits: np.ndarray, misses: np.ndarray) -> float:
-    """P(score of a fit > score of a miss), ties counted half."""
-    greater = (fits[:, None] > misses[None, :]).mean()
-    ties = (fits[:, None] == misses[None, :]).mean()
-    return float(greater + 0.5 * ties)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from .errors import AdapterError
 from .rejection import RejectionRule, rule_from_scores
 
-__all__ = ["Calibration", "fit_and_measure", "fit_temperature", "rejection_figures"]
+__all__ = ["Calibration", "auroc", "fit_and_measure", "fit_temperature", "rejection_figures"]
 
 _VERSION = 1
 
@@ -108,7 +108,8 @@ def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
     return float(math.exp((low + high) / 2))
 
 
-def _auroc(fits: np.ndarray, misses: np.ndarray) -> float:
+def auroc(fits: np.ndarray, misses: np.ndarray) -> float:
+    """P(a fit scores above a miss), ties counted half: how well a score tells the two apart."""
     greater = (fits[:, None] > misses[None, :]).mean()
     return float(greater + 0.5 * (fits[:, None] == misses[None, :]).mean())
 
@@ -128,7 +129,7 @@ def rejection_figures(similarities: np.ndarray, truth: np.ndarray, outside: np.n
     correct = similarities.argmax(axis=1) == truth
     return {
         "threshold": round(rule.threshold, 4),
-        "auroc": round(_auroc(best_in, best_out), 4),
+        "auroc": round(auroc(best_in, best_out), 4),
         "in_set_kept_correct": round(float(np.mean(correct & (best_in >= rule.threshold))), 4),
         "in_set_correct_without_rejection": round(float(np.mean(correct)), 4),
         "out_of_set_rejected": round(float(np.mean(best_out < rule.threshold)), 4),

@@ -7,8 +7,6 @@ import binascii
 import io
 import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -106,6 +104,7 @@ class Service:
 
     def __init__(self, settings: ServiceSettings, upload_root: Path | None = None) -> None:
         from ..factory import check_model, open_encoder, open_store, resolve_model, resolve_templates
+        from ..labelsets import ClassifierCache
         from ..pipeline import Decoder
         from .batcher import MicroBatcher
 
@@ -131,10 +130,9 @@ class Service:
             from ..factory import open_classifier
 
             self.head = open_classifier(encoder, head=settings.head)
-        self._classifiers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-        self._building: dict[tuple[Any, ...], Future[Any]] = {}
-        self._lock = threading.Lock()  # the classifier tables only; never held while encoding
-        self._text_slot = threading.Semaphore(1)  # new label sets are encoded one at a time
+        self._text_slot = threading.Semaphore(1)  # new label sets (and texts) are encoded one at a time
+        self._classifiers = ClassifierCache(encoder, self.default_templates, size=64, text_slot=self._text_slot,
+                                            calibration=self.calibration)  # fmt: skip
         self._huge_decodes = threading.Semaphore(1)  # images over HUGE_PIXELS are decoded one at a time
         self._rerankers: dict[str, Any] = {}  # by template-set content hash: the factory's re-ranker for it
         self.has_llm = False
@@ -159,45 +157,17 @@ class Service:
         A label set nobody asked for before is encoded by the first request that needs it, outside every lock
         that other requests wait on; a second request for the same set waits for that one encode.
         """
-        from ..zeroshot import ZeroShotClassifier
-        from .guard import check_labels, client_templates
+        from .guard import check_labels
 
         if not labels and self.head is not None:
             return self.head  # the server's trained head, with its own classes
         if not labels:
             raise LabelError("no labels given")
         check_labels(labels, max_labels=self.settings.max_labels, max_chars=self.settings.max_label_chars)
-        chosen = client_templates(templates) or self.default_templates
-        key = (tuple(labels), chosen if isinstance(chosen, (str, tuple)) else chosen.content_hash)
-        with self._lock:
-            found = self._classifiers.get(key)
-            if found is not None:
-                self._classifiers.move_to_end(key)
-                return found
-            pending = self._building.get(key)
-            owner = pending is None
-            if pending is None:
-                pending = self._building[key] = Future()
-        if not owner:
-            try:
-                return pending.result(timeout=_remaining(deadline))
-            except FutureTimeout as exc:
-                raise DeadlineExceeded("the label set was still being encoded at this server's time limit") from exc
         try:
-            built = ZeroShotClassifier(self.encoder, labels, templates=chosen, text_slot=self._text_slot,
-                                       calibration=self.calibration)  # fmt: skip
-        except BaseException as exc:
-            with self._lock:
-                self._building.pop(key, None)
-            pending.set_exception(exc)
-            raise
-        with self._lock:
-            self._classifiers[key] = built
-            while len(self._classifiers) > 64:
-                self._classifiers.popitem(last=False)
-            self._building.pop(key, None)
-        pending.set_result(built)
-        return built
+            return self._classifiers.get(labels, templates, timeout=_remaining(deadline))
+        except FutureTimeout as exc:
+            raise DeadlineExceeded("the label set was still being encoded at this server's time limit") from exc
 
     def preprocess(self, data: bytes, name: str) -> Any:
         """Decode and preprocess one uploaded image through the pipeline; ImageError names it and the reason."""

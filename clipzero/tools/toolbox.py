@@ -12,12 +12,12 @@ import base64
 import binascii
 import os
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..access import check_labels, client_templates, inside_roots
+from ..access import check_labels, inside_roots
 from ..errors import ClientPathRefused, ConfigError, ImageError, LabelError, StoreError
 from .specs import ToolLimits, tool_specs
 
@@ -63,6 +63,7 @@ class Toolbox:
         calibration: str | os.PathLike[str] | None = None,
     ) -> None:
         from ..factory import check_model, open_calibration, open_encoder, resolve_model, resolve_templates, store_model
+        from ..labelsets import ClassifierCache
         from ..store import EmbeddingStore
 
         for root in roots:
@@ -87,9 +88,10 @@ class Toolbox:
                 self.stores[name] = EmbeddingStore(path, self.encoder)
             except StoreError as exc:
                 raise ConfigError(f"{exc} (all --store folders must be of this server's model)") from exc
-        self._classifiers: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._text_slot = threading.Semaphore(1)  # new label sets (and texts) are encoded one at a time
+        self._classifiers = ClassifierCache(self.encoder, self.default_templates, size=32, text_slot=self._text_slot,
+                                            calibration=self.calibration)  # fmt: skip
         self._lock = threading.Lock()
-        self._text_slot = threading.Semaphore(1)  # new label sets are encoded one at a time
         self._tagging: set[Path] = set()  # result files a tag_folder call is writing
         self._tools: dict[str, Callable[..., dict[str, Any]]] = {
             "classify_images": self.classify_images,
@@ -133,22 +135,7 @@ class Toolbox:
         return clean_labels(labels)
 
     def _classifier(self, labels: list[str], templates: Any) -> Any:
-        from ..zeroshot import ZeroShotClassifier
-
-        chosen = client_templates(templates) or self.default_templates
-        key = (tuple(labels), chosen if isinstance(chosen, (str, tuple)) else chosen.content_hash)
-        with self._lock:
-            found = self._classifiers.get(key)
-            if found is not None:
-                self._classifiers.move_to_end(key)
-                return found
-        built = ZeroShotClassifier(self.encoder, labels, templates=chosen, text_slot=self._text_slot,
-                                   calibration=self.calibration)  # fmt: skip
-        with self._lock:
-            self._classifiers[key] = built
-            while len(self._classifiers) > 32:
-                self._classifiers.popitem(last=False)
-        return built
+        return self._classifiers.get(labels, templates)
 
     def _top_k(self, top_k: Any) -> int:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= self.limits.max_top_k:
