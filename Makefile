@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest bench demo clean browser
+.PHONY: install test lint typecheck docs pytest bench demo clean browser
 
 # (Re)create the virtual environment when pyproject.toml or the constraints change.
 $(STAMP): pyproject.toml constraints-dev.txt
@@ -29,7 +29,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+# The documentation site (docs/ -> .site/); --strict: a broken link or anchor fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck docs pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints-dev.txt -e '.[bench]'
@@ -54,4 +58,4 @@ demo: $(STAMP)
 	@$(BIN)/clipzero classify examples/*.png --labels-file examples/labels-zh.txt --model clipzero-shapes --templates photo-zh --top-k 3
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .site

@@ -1,9 +1,11 @@
-"""``clipzero models`` and ``clipzero info``: what can be loaded here, and what a model costs."""
+"""``clipzero models``, ``clipzero info`` and ``clipzero examples``: what can be loaded here, what a model costs,
+and the example images to try the bundled one on."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import options
@@ -19,6 +21,24 @@ def add_parsers(commands: Any) -> None:
     info = commands.add_parser("info", help="parameters, memory by precision and FLOPs of a model")
     info.add_argument("model", nargs="?", metavar="MODEL", help="model spec (default: the configured model)")
     info.add_argument("--json", action="store_true", help="print JSON")
+
+    examples = commands.add_parser(
+        "examples",
+        help="write the example images and label files of the quickstart",
+        description="Write the 8 example images of the bundled model's shapes world and the English and Chinese label "
+        "files (every colour x shape) into a folder.",
+    )
+    examples.add_argument("--out", "-o", type=Path, default=Path("examples"), metavar="DIR",
+                          help="the folder (default ./examples)")  # fmt: skip
+
+
+def cmd_examples(args: argparse.Namespace, out: TextIO) -> int:
+    from ..synthetic.examples import write_examples
+
+    for path in write_examples(args.out):
+        out.write(f"{path}\n")
+    out.write(f"{args.out / 'labels-en.txt'}\n{args.out / 'labels-zh.txt'}\n")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
@@ -71,4 +91,4 @@ def cmd_info(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "info": cmd_info}
+COMMANDS = {"examples": cmd_examples, "models": cmd_models, "info": cmd_info}
