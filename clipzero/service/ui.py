@@ -17,7 +17,8 @@ __all__ = ["build_ui", "example_images"]
 
 
 def example_images() -> tuple[list[str], str, str]:
-    """Example images and their English and Chinese label lists: the checkout's examples/, else freshly rendered."""
+    """Example images and their English and Chinese label lists (every colour x shape): the checkout's examples/,
+    else freshly rendered."""
     here = Path(__file__).resolve().parents[2] / "examples"
     if not (here / "labels-en.txt").is_file():
         from ..synthetic.examples import write_examples
@@ -28,6 +29,22 @@ def example_images() -> tuple[list[str], str, str]:
 
     images = sorted(str(p) for p in here.glob("*.png"))
     return images, ", ".join(read_labels(here / "labels-en.txt")), ", ".join(read_labels(here / "labels-zh.txt"))
+
+
+def short_labels(language: str = "en") -> str:
+    """The example images' own labels: a short list to start from (the full one is a click away)."""
+    from ..synthetic.examples import EXAMPLES
+    from ..synthetic.world import combination_label
+
+    return ", ".join(combination_label(colour, shape, language) for colour, shape in EXAMPLES)
+
+
+def _languages(templates: Iterable[str]) -> str:
+    from ..prompts import load_templates
+
+    names = {"en": "English", "zh": "Chinese"}
+    found = sorted({load_templates(name).language_or_guess for name in templates})
+    return ", ".join(names.get(code, code) for code in found)
 
 
 def _model_markdown(service: Service) -> str:
@@ -47,11 +64,14 @@ def _model_markdown(service: Service) -> str:
         if memory
         else "\n\n(`clipzero info` lists memory by precision)\n"
     )
+    from ..prompts import list_template_sets
+
     return (
-        f"**{encoder.id}**  \nprecision {encoder.precision} on {encoder.device}; embeddings of {encoder.embed_dim} "
-        f"dimensions; text context {encoder.context_length} tokens.\n\n"
-        f"Parameters: {total / 1e6:.1f} M (image tower {towers.get('image', 0) / 1e6:.1f} M, text tower "
-        f"{towers.get('text', 0) / 1e6:.1f} M).{table}"
+        f"### {encoder.spec}\n\n| | |\n|---|---|\n| id | `{encoder.id}` |\n| architecture | {encoder.arch} |\n"
+        f"| parameters | {total / 1e6:.1f} M: image tower {towers.get('image', 0) / 1e6:.1f} M, text tower "
+        f"{towers.get('text', 0) / 1e6:.1f} M |\n| running | {encoder.precision} on {encoder.device} |\n"
+        f"| embeddings | {encoder.embed_dim} dimensions; text context {encoder.context_length} tokens |\n"
+        f"| template sets | {_languages(list_template_sets())} |{table}"
     )
 
 
@@ -63,8 +83,8 @@ def _upload_paths(files: Any) -> list[str]:
     return [str(getattr(f, "name", None) or getattr(f, "path", None) or f) for f in items]
 
 
-def _thumbnail(path: str, max_pixels: int, side: int = 256) -> Any:
-    """A small copy of a store image for the gallery: pixels, never a server path handed to the browser."""
+def _thumbnail(path: str | bytes, max_pixels: int, side: int = 256) -> Any:
+    """A small copy of an image for a gallery: pixels, never a server path handed to the browser."""
     from ..images import load_image
 
     image = load_image(path, max_pixels=max_pixels, draft=(side, side))
@@ -106,17 +126,22 @@ def build_ui(service: Service) -> Any:
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
         readable = [r for r in results if "error" not in r]
-        bars = {p["label"]: p["score"] for p in readable[0]["predictions"]} if readable else {}
+        bars = _bars(readable[0]) if readable else {}
         table = [
             [r["image"], "(could not be read)", r["error"]]
             if "error" in r
-            else [
-                r["image"],
-                r.get("label") or "(none of these)",
-                ", ".join(f"{p['label']} {p['score']:.3f}" for p in r["predictions"]),
-            ]
+            else [r["image"], r.get("label") or "(none of these)",
+                  ", ".join(f"{p['label']} {p['score']:.2f}" for p in r["predictions"][:3])]
             for r in results
-        ]
+        ]  # fmt: skip
+        gallery = []
+        for (name, data), r in zip(images, results):
+            if "error" in r:
+                continue
+            top = r["predictions"][0]
+            caption = (f"{r['label']} {top['score']:.2f}" if r.get("label") else f"none of these (nearest "
+                       f"{top['label']})")  # fmt: skip
+            gallery.append((_thumbnail(data, settings.max_pixels), f"{Path(name).name}: {caption}"))
         notes = [f"**{r['image']}** could not be read: {r['error']}" for r in results if "error" in r]
         for r in readable:
             cut = r.get("rejection")
@@ -130,7 +155,15 @@ def build_ui(service: Service) -> Any:
                     "LLM's choice used" if info["used"] else f"CLIP's order kept ({info['fallback']})"
                 )
                 notes.append(head + ("\n\n" + info["reasoning"] if info["reasoning"] else ""))
-        return bars, table, "\n\n---\n\n".join(notes)
+        return bars, table, "\n\n---\n\n".join(notes), gallery, readable
+
+    def pick(readable: Any, selected: gr.SelectData) -> Any:
+        """The clicked gallery image's top-k bars."""
+        index = selected.index if isinstance(selected.index, int) else -1
+        try:
+            return _bars(readable[index]) if isinstance(readable, list) and 0 <= index < len(readable) else {}
+        except (KeyError, TypeError):
+            return {}
 
     def search(text: str, image: Any, top_k: float) -> Any:
         try:
@@ -168,12 +201,16 @@ def build_ui(service: Service) -> Any:
             writer = ResultWriter(out)
             tagged = failed = 0
             stopped = ""
+            shown: list[tuple[Any, str, str]] = []  # (thumbnail, caption, label) for the gallery
+            counts: dict[str, int] = {}
+            errors: list[str] = []
             try:
                 for chunk in _chunks(progress.tqdm(items, desc="tagging"), settings.max_images):
                     for item in chunk:
                         if item.error is not None:
                             failed += 1
                             writer.write_error({"image": item.name, "error": item.error})
+                            errors.append(f"- **{item.name}**: {item.error}")
                     good = [(item.name, item.data) for item in chunk if item.data is not None]
                     if not good:
                         continue
@@ -182,9 +219,15 @@ def build_ui(service: Service) -> Any:
                         if prediction.error is not None:
                             failed += 1
                             writer.write_error(prediction.to_dict())
+                            errors.append(f"- **{prediction.image}**: {prediction.error}")
                         else:
                             tagged += 1
                             writer.write({**prediction.to_dict(), "sha256": hashlib.sha256(data).hexdigest()})
+                            label = prediction.label or "(none of these)"
+                            counts[label] = counts.get(label, 0) + 1
+                            if len(shown) < _GALLERY_IMAGES:
+                                caption = f"{Path(prediction.image).name}: {label}"
+                                shown.append((_thumbnail(data, settings.max_pixels, side=160), caption, label))
             except DeadlineExceeded as exc:  # keep what was tagged; say where it stopped
                 stopped = f" Stopped early: {exc}."
             finally:
@@ -192,13 +235,26 @@ def build_ui(service: Service) -> Any:
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
         files_out = [str(out)] + ([str(writer.errors_path)] if failed else [])
-        return files_out, f"Tagged {tagged} images; {failed} could not be read" + (
+        summary = f"Tagged {tagged} images; {failed} could not be read" + (
             " (see the errors file)." if failed else "."
         ) + stopped
+        if errors:
+            more = f"\n- ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+            summary += "\n\n" + "\n".join(errors[:50]) + more
+        share = {label: n / max(tagged, 1) for label, n in sorted(counts.items(), key=lambda kv: -kv[1])}
+        choices = ["(all)", *share]
+        pictures = [(t, c) for t, c, _ in shown]
+        return files_out, summary, share, pictures, pictures, gr.Dropdown(choices=choices, value="(all)")
+
+    def filter_gallery(everything: Any, label: str) -> Any:
+        """The tagged images whose label is ``label`` (the caption after the file name)."""
+        items = [(image, caption) for image, caption in everything or []]
+        return [(image, caption) for image, caption in items
+                if label in (None, "(all)") or (caption or "").partition(": ")[2] == label]  # fmt: skip
 
     with gr.Blocks(title="clipzero", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
-            f"# clipzero\nLabel images with free-text labels, zero-shot. Model: `{service.encoder.id}`"
+            f"# clipzero\nLabel images with free-text labels, zero-shot. Model: **{service.encoder.spec}**"
             + (" — try an example below." if examples else "")
         )
         with gr.Tab("Classify"):
@@ -207,12 +263,16 @@ def build_ui(service: Service) -> Any:
                     files = gr.File(
                         label="Images", file_count="multiple", file_types=["image"], elem_id="classify-files"
                     )
-                    labels = gr.Textbox(label="Labels (comma or newline separated)", value=labels_en, lines=3,
+                    labels = gr.Textbox(label="Labels (comma or newline separated)", value=short_labels(), lines=2,
                                         elem_id="classify-labels")  # fmt: skip
+                    with gr.Row():
+                        all_en = gr.Button("All 64 labels", size="sm")
+                        all_zh = gr.Button("全部 64 个标签", size="sm")
                     with gr.Row():
                         template = gr.Dropdown(templates, value="photo" if "photo" in templates else None,
                                                label="Prompt templates")  # fmt: skip
-                        gr.Textbox(value=service.encoder.id, label="Model", interactive=False)
+                        gr.Textbox(value=service.encoder.spec, label="Model", info=service.encoder.id,
+                                   interactive=False, elem_id="classify-model")  # fmt: skip
                     with gr.Row():
                         top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
                         threshold = gr.Slider(0, 1, value=0, step=0.01, label="Threshold (0: always a label)")
@@ -221,14 +281,22 @@ def build_ui(service: Service) -> Any:
                     rerank = gr.Checkbox(label="Re-rank with the LLM", value=False, visible=has_llm)
                     button = gr.Button("Classify", variant="primary", elem_id="classify-button")
                 with gr.Column():
-                    bars = gr.Label(label="First image", num_top_classes=5, elem_id="classify-result")
-                    table = gr.Dataframe(headers=["image", "label", "top-k"], label="All images", wrap=True)
+                    gallery_out = gr.Gallery(label="Images (click one for its top-k)", columns=4,
+                                             elem_id="classify-gallery")  # fmt: skip
+                    bars = gr.Label(label="Top-k", num_top_classes=5, elem_id="classify-result")
+                    table = gr.Dataframe(headers=["image", "label", "top 3"], label="All images", wrap=True,
+                                         column_widths=["30%", "25%", "45%"])  # fmt: skip
                     reasoning = gr.Markdown(visible=True)
+            readable_state = gr.JSON(visible=False)  # the results behind the gallery (gr.State stalls page loads)
             button.click(classify, [files, labels, template, top_k, threshold, rerank, reject],
-                         [bars, table, reasoning], api_name="classify")  # fmt: skip
+                         [bars, table, reasoning, gallery_out, readable_state], api_name="classify")  # fmt: skip
+            gallery_out.select(pick, [readable_state], bars, api_visibility="private")
+            all_en.click(lambda: (labels_en, "photo"), None, [labels, template], api_visibility="private")
+            all_zh.click(lambda: (labels_zh, "photo-zh"), None, [labels, template], api_visibility="private")
             if examples:
                 gr.Examples(
-                    [[[p], labels_en, "photo"] for p in examples[:4]] + [[[examples[4]], labels_zh, "photo-zh"]],
+                    [[[p], short_labels(), "photo"] for p in examples[:4]]
+                    + [[[examples[4]], short_labels("zh"), "photo-zh"]],
                     inputs=[files, labels, template],
                     label="Examples (click one, then Classify)",
                 )
@@ -242,21 +310,39 @@ def build_ui(service: Service) -> Any:
                 gallery = gr.Gallery(label="Nearest images", columns=6)
                 go.click(search, [query, query_image, count], gallery, api_name="search")
         with gr.Tab("Batch tag"):
-            batch_files = gr.File(label="Images or a .zip of images", file_count="multiple")
-            batch_labels = gr.Textbox(label="Labels", value=labels_en, lines=3)
+            batch_files = gr.File(label="Images or a .zip of images", file_count="multiple", elem_id="batch-files")
+            batch_labels = gr.Textbox(label="Labels", value=short_labels(), lines=2)
             with gr.Row():
                 batch_template = gr.Dropdown(
                     templates, value="photo" if "photo" in templates else None, label="Templates"
                 )
                 batch_format = gr.Radio(["csv", "jsonl"], value="csv", label="Output")
-            batch_button = gr.Button("Tag", variant="primary")
+            batch_button = gr.Button("Tag", variant="primary", elem_id="batch-button")
             batch_out = gr.File(label="Results")
-            batch_summary = gr.Markdown()
+            batch_summary = gr.Markdown(elem_id="batch-summary")
+            with gr.Row():
+                batch_counts = gr.Label(label="Labels (share of the tagged images)", num_top_classes=12,
+                                        elem_id="batch-counts")  # fmt: skip
+                with gr.Column():
+                    batch_filter = gr.Dropdown(["(all)"], value="(all)", label="Show label")
+                    batch_gallery = gr.Gallery(label="Tagged images", columns=6,
+                                               elem_id="batch-gallery")  # fmt: skip
+            batch_state = gr.Gallery(visible=False)  # every tagged image shown, for the label filter
             batch_button.click(batch_tag, [batch_files, batch_labels, batch_template, batch_format],
-                               [batch_out, batch_summary], api_name="tag")  # fmt: skip
+                               [batch_out, batch_summary, batch_counts, batch_gallery, batch_state, batch_filter],
+                               api_name="tag")  # fmt: skip
+            batch_filter.change(filter_gallery, [batch_state, batch_filter], batch_gallery, api_visibility="private")
         with gr.Tab("Model"):
             gr.Markdown(_model_markdown(service))
     return demo
+
+
+#: Tagged images shown in the batch tag gallery (the result file holds them all).
+_GALLERY_IMAGES = 120
+
+
+def _bars(result: dict[str, Any]) -> dict[str, float]:
+    return {p["label"]: p["score"] for p in result["predictions"]}
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -131,16 +131,21 @@ def test_gradio_client_calls_the_ui(server: str) -> None:
     from gradio_client import Client, handle_file
 
     client = Client(server, verbose=False)
-    bars, table, _ = client.predict(
+    bars, table, _, gallery, _ = client.predict(
         [handle_file(str(EXAMPLES / "purple-triangle.png"))], LABELS, "photo", 3, 0, False, api_name="/classify"
     )
     assert bars["label"] == "purple triangle"
     assert table["data"][0][:2] == ["purple-triangle.png", "purple triangle"]
+    top = bars["confidences"][0]["confidence"]
+    assert [item["caption"] for item in gallery] == [f"purple-triangle.png: purple triangle {top:.2f}"]
     pictures = [handle_file(str(EXAMPLES / name)) for name in ("purple-triangle.png", "red-circle.png")]
     labels = "red circle, blue star"
-    _, table, notes = client.predict(pictures, labels, "photo", 3, 0, False, True, api_name="/classify")
+    _, table, notes, gallery, _ = client.predict(pictures, labels, "photo", 3, 0, False, True, api_name="/classify")
     assert [row[1] for row in table["data"]] == ["(none of these)", "red circle"]  # the UI's reject toggle
     assert "purple-triangle.png**: none of these" in notes and "nearest 'red circle'" in notes
+    captions = [item["caption"] for item in gallery]
+    assert captions[0] == "purple-triangle.png: none of these (nearest red circle)"
+    assert captions[1].startswith("red-circle.png: red circle ")
 
 
 @pytest.mark.slow
@@ -155,6 +160,40 @@ def test_browser_uploads_an_example_and_sees_the_label(server: str) -> None:
         page.locator("#classify-labels textarea").fill(LABELS + ", orange square")  # under this server's limit
         page.locator("#classify-button").click()
         expect(page.locator("#classify-result")).to_contain_text("orange square", timeout=60_000)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_browser_sees_the_galleries_of_classify_and_batch_tag(server: str) -> None:
+    """Three uploads show as three captioned images; a batch tag shows its label chart and gallery. With
+    CLIPZERO_SCREENSHOTS=DIR the pages are saved there (docs/images holds the ones the docs show)."""
+    import os
+
+    from playwright.sync_api import expect
+
+    shots = os.environ.get("CLIPZERO_SCREENSHOTS")
+    pictures = [str(EXAMPLES / n) for n in ("red-circle.png", "blue-star.png", "yellow-heart.png")]
+    with browser_page() as page:
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(server, wait_until="networkidle")
+        page.locator("#classify-files input[type=file]").set_input_files(pictures)
+        expect(page.locator("#classify-files")).to_contain_text("yellow-heart", timeout=30_000)
+        page.locator("#classify-button").click()
+        gallery = page.locator("#classify-gallery")
+        expect(gallery.locator("img")).to_have_count(3, timeout=60_000)
+        for name, label in (("red-circle", "red circle"), ("blue-star", "blue star"), ("yellow-heart", "yellow heart")):
+            expect(gallery).to_contain_text(f"{name}.png: {label}")
+        if shots:
+            page.screenshot(path=str(Path(shots) / "classify.png"), full_page=True)
+        page.get_by_role("tab", name="Batch tag").click()
+        page.locator("#batch-files input[type=file]").set_input_files(pictures)
+        expect(page.locator("#batch-files")).to_contain_text("yellow-heart", timeout=30_000)
+        page.locator("#batch-button").click()
+        expect(page.locator("#batch-gallery img")).to_have_count(3, timeout=60_000)
+        expect(page.locator("#batch-counts")).to_contain_text("red circle")
+        expect(page.locator("#batch-summary")).to_contain_text("Tagged 3 images")
+        if shots:
+            page.screenshot(path=str(Path(shots) / "batch-tag.png"), full_page=True)
 
 
 @pytest.mark.slow

@@ -309,7 +309,8 @@ def test_a_zip_bomb_is_read_within_bounds_and_leaves_nothing(server: Server, tmp
     before = _folder_bytes(server.tmp)
     try:
         client = Client(server.url, headers=H, verbose=False)
-        files, summary = client.predict([handle_file(str(bomb))], LABELS, "photo", "jsonl", api_name="/tag")
+        files, summary, counts, gallery, *_ = client.predict([handle_file(str(bomb))], LABELS, "photo", "jsonl",
+                                                             api_name="/tag")  # fmt: skip
     finally:
         done.set()
         watcher.join()
@@ -319,6 +320,8 @@ def test_a_zip_bomb_is_read_within_bounds_and_leaves_nothing(server: Server, tmp
     errors = {row["image"]: row["error"] for row in map(json.loads, Path(files[1]).read_text().splitlines())}
     assert [(r["image"], r["label"]) for r in rows] == [("bomb.zip/blue-star.png", "blue star")]
     assert "over the limit of 70,000,000" in errors["bomb.zip/huge.png"]
+    assert counts["label"] == "blue star" and [g["caption"] for g in gallery] == ["blue-star.png: blue star"]
+    assert "**bomb.zip/huge.png**" in summary  # the errors, listed by name
     assert all("uncompressed" in errors[f"bomb.zip/zeros-{i:02d}.png"] for i in range(16))
     assert not list(server.tmp.rglob("clipzero-tag-*"))  # the server's TMPDIR: no unpacked folders
     assert _folder_bytes(server.tmp) - before < 5 * 2**20  # the upload itself and the small result files
@@ -400,7 +403,7 @@ def test_ui_classify_shows_readable_images_and_names_the_bad_ones(server: Server
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
     client = Client(server.url, headers=H, verbose=False)
-    bars, table, notes = client.predict(
+    bars, table, notes, *_ = client.predict(
         [handle_file(str(bad)), handle_file(str(EXAMPLES / "orange-square.png"))], LABELS + ", orange square",
         "photo", 3, 0, False, api_name="/classify",
     )  # fmt: skip
