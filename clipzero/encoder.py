@@ -269,7 +269,7 @@ class Encoder:
             from .textlength import pad_id_of, trimmed_text_encoder
 
             self._pad_id = pad_id_of(self.tokenizer)
-            self._trimmed = trimmed_text_encoder(self.model, self.tokenizer, self.device)
+            self._trimmed = trimmed_text_encoder(self.model, self.tokenizer, self.device, self._pad_id)
         return self._trimmed  # type: ignore[return-value]
 
     @property

@@ -104,13 +104,13 @@ def classify_on_server(
         except ImageError as exc:
             results[index] = Prediction(image=os.fspath(path), label=None, error=exc.reason)
     batches: list[list[tuple[int, str, bytes]]] = []
+    size = 0  # bytes in the last batch
     for item in readable:
-        current = batches[-1] if batches else None
-        if current is None or len(current) >= limits["max_images"] or sum(len(i[2]) for i in current) + len(
-                item[2]) > budget:  # fmt: skip
-            batches.append([item])
-        else:
-            current.append(item)
+        if not batches or len(batches[-1]) >= limits["max_images"] or size + len(item[2]) > budget:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += len(item[2])
     for batch in batches:
         body = {"images": [base64.b64encode(data).decode("ascii") for _, _, data in batch],
                 "names": [name for _, name, _ in batch], "labels": list(labels), "templates": templates,

@@ -105,7 +105,7 @@ def _text_transformer(model: Any, pad_id: int) -> Callable[[torch.Tensor], torch
 
 
 def trimmed_text_encoder(model: Any, tokenizer: Callable[..., torch.Tensor], device: torch.device,
-                         ) -> Callable[[torch.Tensor], torch.Tensor] | None:  # fmt: skip
+                         pad_id: int | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:  # fmt: skip
     """An ``encode_text`` that cuts each batch to the length it needs, or None when this tower must keep its full
     context (a kind it cannot be shown exact for, or the probe found a difference).
 
@@ -113,10 +113,11 @@ def trimmed_text_encoder(model: Any, tokenizer: Callable[..., torch.Tensor], dev
         model: the open_clip model (CLIP or CustomTextCLIP), in eval mode.
         tokenizer: its tokenizer (texts -> (n, ctx) token ids).
         device: where the model runs.
+        pad_id: the tokenizer's padding id, when the caller knows it (else :func:`pad_id_of`).
     """
     if getattr(tokenizer, "tokenizer", None) is not None:  # a Hugging Face tokenizer: an HF tower
         return None
-    pad_id = pad_id_of(tokenizer)
+    pad_id = pad_id_of(tokenizer) if pad_id is None else pad_id
     encode = _builtin(model, pad_id) or _text_transformer(model, pad_id)
     if encode is None:
         return None

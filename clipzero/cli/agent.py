@@ -85,10 +85,7 @@ def cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
         if not root.is_dir():
             raise ConfigError(f"--root {root} is not a folder")
     resolve_templates(args.templates)  # a wrong template set fails now, not after the model loads
-    if args.calibration is not None:
-        from ..factory import open_calibration
-
-        open_calibration(args.calibration)
+    options.check_calibration(args)
     options.check_model(args, args.store[0] if args.store else None)
     from ..agent.server import run_http, run_stdio
     from ..tools.toolbox import Toolbox

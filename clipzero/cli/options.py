@@ -25,6 +25,7 @@ __all__ = [
     "add_reject_options",
     "add_rerank_options",
     "at_least",
+    "check_calibration",
     "check_model",
     "check_reject",
     "labels",
@@ -131,6 +132,14 @@ def add_calibration_option(parser: Any) -> None:
                         "its temperature scales the probabilities, its rejection cut serves --reject auto")  # fmt: skip
 
 
+def check_calibration(args: argparse.Namespace) -> None:
+    """A --calibration file that cannot be used fails now, not after the model loads."""
+    if getattr(args, "calibration", None) is not None:
+        from ..factory import open_calibration
+
+        open_calibration(args.calibration)
+
+
 def check_reject(args: argparse.Namespace) -> None:
     """The "none of these" flags are valid together (no model needed)."""
     from ..factory import check_threshold
@@ -138,10 +147,7 @@ def check_reject(args: argparse.Namespace) -> None:
 
     check_threshold(args.threshold)
     check(args.reject, args.min_similarity)
-    if getattr(args, "calibration", None) is not None:
-        from ..factory import open_calibration
-
-        open_calibration(args.calibration)  # a wrong file fails now, not after the model loads
+    check_calibration(args)
     if (args.reject or args.min_similarity is not None) and getattr(args, "rerank", False):
         raise ConfigError("--rerank does not combine with --reject or --min-similarity: choose one way to say "
                           "'none of these'")  # fmt: skip

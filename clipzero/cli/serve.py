@@ -66,10 +66,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     require("web", "clipzero serve")
     options.at_least(args, 1, *(field for _, field, kind, _ in _LIMITS if kind is int))
     resolve_templates(args.templates)  # a wrong template set fails now, not after the model loads
-    if args.calibration is not None:
-        from ..factory import open_calibration
-
-        open_calibration(args.calibration)
+    options.check_calibration(args)
     options.check_model(args, args.store)
     from ..factory import resolve_api_key
     from ..service import ServiceSettings, serve

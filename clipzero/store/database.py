@@ -124,10 +124,14 @@ def tuned_search(db: sqlite3.Connection, dim: int, index: Any, previous: dict[st
     its near copies), seeded so that the same store gives the same record.
     """
     count = int(index.ntotal)
-    if previous and 0.8 * previous["vectors"] <= count <= 1.25 * previous["vectors"]:
-        IndexSpec("auto").tune(index, **{previous["setting"]: previous["value"]})
+    kind = IndexSpec("auto").describe(index)["kind"]
+    if kind == "flat" or count == 0:
+        return None  # exact search has nothing to tune: no probe queries are read
+    setting = "ef_search" if kind == "hnsw" else "nprobe"
+    if previous and previous["setting"] == setting and 0.8 * previous["vectors"] <= count <= 1.25 * previous["vectors"]:
+        IndexSpec("auto").tune(index, **{setting: previous["value"]})
         return previous
-    step = max(1, db.execute("SELECT MAX(id) FROM images").fetchone()[0] // queries) if count else 1
+    step = max(1, db.execute("SELECT MAX(id) FROM images").fetchone()[0] // queries)
     rows = db.execute("SELECT vector FROM images WHERE id % ? = 0 LIMIT ?", (step, queries)).fetchall()
     if not rows:
         return None
