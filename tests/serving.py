@@ -75,13 +75,31 @@ needs_chromium = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def browser_page() -> Iterator[Any]:
-    """A headless Chromium page, driven by Playwright with the system's chromium (never `playwright install`)."""
+def browser_page(**options: Any) -> Iterator[Any]:
+    """A headless Chromium page, driven by Playwright with the system's chromium (never `playwright install`);
+    ``options`` go to the page (``locale="zh-CN"``, ``viewport=...``)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
         try:
-            yield browser.new_page()
+            yield browser.new_page(**options)
         finally:
             browser.close()
+
+
+#: JavaScript: whether two different Chinese characters draw differently in the element's own font. Where no CJK font
+#: is installed both come out as the same missing-glyph box ("tofu").
+CJK_GLYPHS_DIFFER = """(element) => {
+    const font = getComputedStyle(element).font;
+    const draw = (text) => {
+        const canvas = document.createElement("canvas");
+        canvas.width = 64; canvas.height = 64;
+        const context = canvas.getContext("2d");
+        context.font = font.replace(/\\d+(\\.\\d+)?px/, "40px");
+        context.fillText(text, 4, 48);
+        return Array.from(context.getImageData(0, 0, 64, 64).data).join(",");
+    };
+    const ink = draw("猫").split(",").some((v) => v !== "0");
+    return ink && draw("猫") !== draw("狗");
+}"""

@@ -9,9 +9,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+# At the top, not inside build_ui: Gradio reads handlers' annotations (gr.Request, gr.SelectData) by name from this
+# module's globals. Only the server imports this module, and only when it serves the UI.
+import gradio as gr
+
 from ..errors import ClipzeroError
 from ..factory import split_labels
 from .core import Service
+from .uitext import LANGUAGES, language_of, say
 
 __all__ = ["build_ui", "example_images"]
 
@@ -39,15 +44,14 @@ def short_labels(language: str = "en") -> str:
     return ", ".join(combination_label(colour, shape, language) for colour, shape in EXAMPLES)
 
 
-def _languages(templates: Iterable[str]) -> str:
-    from ..prompts import load_templates
+def _template_languages() -> dict[str, str]:
+    """Each template set's language code ("en", "zh"), by name."""
+    from ..prompts import list_template_sets, load_templates
 
-    names = {"en": "English", "zh": "Chinese"}
-    found = sorted({load_templates(name).language_or_guess for name in templates})
-    return ", ".join(names.get(code, code) for code in found)
+    return {name: load_templates(name).language_or_guess for name in list_template_sets()}
 
 
-def _model_markdown(service: Service) -> str:
+def _model_markdown(service: Service, language: str = "en") -> str:
     from ..modelinfo import format_bytes, memory_by_precision
 
     encoder = service.encoder
@@ -60,19 +64,24 @@ def _model_markdown(service: Service) -> str:
     memory = memory_by_precision(encoder.model) if encoder.precision != "int8" else None
     rows = "\n".join(f"| {k} | {format_bytes(v)} |" for k, v in (memory or {}).items())
     table = (
-        f"\n\n| weights in | memory |\n|---|---|\n{rows}\n"
+        f"\n\n| {say('card.weights', language)} | {say('card.memory', language)} |\n|---|---|\n{rows}\n"
         if memory
-        else "\n\n(`clipzero info` lists memory by precision)\n"
+        else f"\n\n{say('card.no_memory', language)}\n"
     )
-    from ..prompts import list_template_sets
-
-    return (
-        f"### {encoder.spec}\n\n| | |\n|---|---|\n| id | `{encoder.id}` |\n| architecture | {encoder.arch} |\n"
-        f"| parameters | {total / 1e6:.1f} M: image tower {towers.get('image', 0) / 1e6:.1f} M, text tower "
-        f"{towers.get('text', 0) / 1e6:.1f} M |\n| running | {encoder.precision} on {encoder.device} |\n"
-        f"| embeddings | {encoder.embed_dim} dimensions; text context {encoder.context_length} tokens |\n"
-        f"| template sets | {_languages(list_template_sets())} |{table}"
-    )
+    names = {"en": "English", "zh": "Chinese"} if language != "zh" else {"en": "英文", "zh": "中文"}
+    found = sorted(set(_template_languages().values()))
+    towers_text = say("card.towers", language, image=f"{towers.get('image', 0) / 1e6:.1f}",
+                      text=f"{towers.get('text', 0) / 1e6:.1f}")  # fmt: skip
+    rows_top = [
+        ("id", f"`{encoder.id}`"),
+        (say("card.architecture", language), encoder.arch),
+        (say("card.parameters", language), f"{total / 1e6:.1f} M: {towers_text}"),
+        (say("card.running", language), f"{encoder.precision} {say('card.on', language)} {encoder.device}"),
+        (say("card.embeddings", language),
+         say("card.dims", language, dim=encoder.embed_dim, context=encoder.context_length)),
+        (say("card.templates", language), ", ".join(names.get(code, code) for code in found)),
+    ]  # fmt: skip
+    return f"### {encoder.spec}\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows_top) + table
 
 
 def _upload_paths(files: Any) -> list[str]:
@@ -94,14 +103,12 @@ def _thumbnail(path: str | bytes, max_pixels: int, side: int = 256) -> Any:
 
 def build_ui(service: Service) -> Any:
     """The gr.Blocks app for ``service``. Every file argument goes through the service's upload rule first."""
-    import gradio as gr
-
-    from ..prompts import list_template_sets
     from .core import DeadlineExceeded, deadline_after
     from .uploads import UploadLimits, expand_uploads, read_upload
 
     examples, labels_en, labels_zh = example_images()
-    templates = list_template_sets()
+    languages = _template_languages()  # results speak their template set's language
+    templates = list(languages)
     has_llm = service.has_llm
     settings = service.settings
     root = service.upload_root or Path(tempfile.gettempdir()) / "gradio"
@@ -125,12 +132,13 @@ def build_ui(service: Service) -> Any:
             )
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
+        lang = languages.get(template, "en")
         readable = [r for r in results if "error" not in r]
         bars = _bars(readable[0]) if readable else {}
         table = [
-            [r["image"], "(could not be read)", r["error"]]
+            [r["image"], say("unreadable", lang), r["error"]]
             if "error" in r
-            else [r["image"], r.get("label") or "(none of these)",
+            else [r["image"], r.get("label") or f"({say('none', lang)})",
                   ", ".join(f"{p['label']} {p['score']:.2f}" for p in r["predictions"][:3])]
             for r in results
         ]  # fmt: skip
@@ -139,22 +147,21 @@ def build_ui(service: Service) -> Any:
             if "error" in r:
                 continue
             top = r["predictions"][0]
-            caption = (f"{r['label']} {top['score']:.2f}" if r.get("label") else f"none of these (nearest "
-                       f"{top['label']})")  # fmt: skip
+            caption = (f"{r['label']} {top['score']:.2f}" if r.get("label") else
+                       say("none_caption", lang, label=top["label"]))  # fmt: skip
             gallery.append((_thumbnail(data, settings.max_pixels), f"{Path(name).name}: {caption}"))
-        notes = [f"**{r['image']}** could not be read: {r['error']}" for r in results if "error" in r]
+        notes = [f"**{r['image']}** {say('unreadable_note', lang)}: {r['error']}" for r in results if "error" in r]
         for r in readable:
             cut = r.get("rejection")
             if cut and cut["rejected"]:
-                notes.append(f"**{r['image']}**: none of these (fit {cut['score']:+.2f}; nearest {cut['nearest']!r}, "
-                             f"similarity {cut['similarity']:.3f} under the cut {cut['threshold']:.3f})")  # fmt: skip
+                notes.append(f"**{r['image']}**: " + say("none_note", lang, score=f"{cut['score']:+.2f}",
+                             nearest=cut["nearest"], similarity=f"{cut['similarity']:.3f}",
+                             cut=f"{cut['threshold']:.3f}"))  # fmt: skip
         for r in readable:
             info = r.get("rerank")
             if info:
-                head = f"**{r['image']}**: " + (
-                    "LLM's choice used" if info["used"] else f"CLIP's order kept ({info['fallback']})"
-                )
-                notes.append(head + ("\n\n" + info["reasoning"] if info["reasoning"] else ""))
+                used = say("llm_used", lang) if info["used"] else say("clip_kept", lang, why=info["fallback"])
+                notes.append(f"**{r['image']}**: {used}" + ("\n\n" + info["reasoning"] if info["reasoning"] else ""))
         return bars, table, "\n\n---\n\n".join(notes), gallery, readable
 
     def pick(readable: Any, selected: gr.SelectData) -> Any:
@@ -193,6 +200,7 @@ def build_ui(service: Service) -> Any:
         if not paths:
             raise gr.Error("Upload images or a zip of images.")
         deadline = deadline_after(settings.request_timeout_s * 10)
+        lang = languages.get(template, "en")
         limits = UploadLimits(settings.max_upload_bytes, settings.max_zip_entries, int(settings.max_unzip_mb * 2**20))
         out = root / f"results-{uuid.uuid4().hex}" / f"tags.{out_format}"  # served from the upload folder
         try:
@@ -223,7 +231,7 @@ def build_ui(service: Service) -> Any:
                         else:
                             tagged += 1
                             writer.write({**prediction.to_dict(), "sha256": hashlib.sha256(data).hexdigest()})
-                            label = prediction.label or "(none of these)"
+                            label = prediction.label or f"({say('none', lang)})"
                             counts[label] = counts.get(label, 0) + 1
                             if len(shown) < _GALLERY_IMAGES:
                                 caption = f"{Path(prediction.image).name}: {label}"
@@ -235,57 +243,70 @@ def build_ui(service: Service) -> Any:
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
         files_out = [str(out)] + ([str(writer.errors_path)] if failed else [])
-        summary = f"Tagged {tagged} images; {failed} could not be read" + (
-            " (see the errors file)." if failed else "."
+        summary = say("summary", lang, tagged=tagged, failed=failed) + (
+            say("see_errors", lang) if failed else "."
         ) + stopped
         if errors:
             more = f"\n- ... and {len(errors) - 50} more" if len(errors) > 50 else ""
             summary += "\n\n" + "\n".join(errors[:50]) + more
         share = {label: n / max(tagged, 1) for label, n in sorted(counts.items(), key=lambda kv: -kv[1])}
-        choices = ["(all)", *share]
+        everything = say("all", lang)
         pictures = [(t, c) for t, c, _ in shown]
-        return files_out, summary, share, pictures, pictures, gr.Dropdown(choices=choices, value="(all)")
+        return files_out, summary, share, pictures, pictures, gr.Dropdown(choices=[everything, *share],
+                                                                           value=everything)  # fmt: skip
 
     def filter_gallery(everything: Any, label: str) -> Any:
         """The tagged images whose label is ``label`` (the caption after the file name)."""
         items = [(image, caption) for image, caption in everything or []]
+        show_all = label is None or label in {say("all", code) for code in LANGUAGES}
         return [(image, caption) for image, caption in items
-                if label in (None, "(all)") or (caption or "").partition(": ")[2] == label]  # fmt: skip
+                if show_all or (caption or "").partition(": ")[2] == label]  # fmt: skip
+
+    worded: list[tuple[Any, str, str]] = []  # (component, words key, the attribute they fill) for the switch
+
+    def w(component: Any, key: str, attribute: str = "label") -> Any:
+        worded.append((component, key, attribute))
+        return component
+
+    def header(language: str) -> str:
+        return (f"# clipzero\n{say('title', language)} **{service.encoder.spec}**"
+                + (say("try", language) if examples else ""))  # fmt: skip
 
     with gr.Blocks(title="clipzero", delete_cache=(1800, 3600)) as demo:
-        gr.Markdown(
-            f"# clipzero\nLabel images with free-text labels, zero-shot. Model: **{service.encoder.spec}**"
-            + (" — try an example below." if examples else "")
-        )
-        with gr.Tab("Classify"):
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=5):
+                w(gr.Markdown(header("en")), "header", "header")
+            with gr.Column(scale=1, min_width=260):
+                language = w(gr.Radio(list(LANGUAGES.values()), value=LANGUAGES["en"], label=say("language"),
+                                      elem_id="ui-language"), "language")  # fmt: skip
+        with w(gr.Tab(say("tab.classify")), "tab.classify"):
             with gr.Row():
                 with gr.Column():
-                    files = gr.File(
-                        label="Images", file_count="multiple", file_types=["image"], elem_id="classify-files"
-                    )
-                    labels = gr.Textbox(label="Labels (comma or newline separated)", value=short_labels(), lines=2,
-                                        elem_id="classify-labels")  # fmt: skip
+                    files = w(gr.File(label=say("images"), file_count="multiple", file_types=["image"],
+                                      elem_id="classify-files"), "images")  # fmt: skip
+                    labels = w(gr.Textbox(label=say("labels"), value=short_labels(), lines=2,
+                                          elem_id="classify-labels"), "labels")  # fmt: skip
                     with gr.Row():
                         all_en = gr.Button("All 64 labels", size="sm")
                         all_zh = gr.Button("全部 64 个标签", size="sm")
                     with gr.Row():
-                        template = gr.Dropdown(templates, value="photo" if "photo" in templates else None,
-                                               label="Prompt templates")  # fmt: skip
-                        gr.Textbox(value=service.encoder.spec, label="Model", info=service.encoder.id,
-                                   interactive=False, elem_id="classify-model")  # fmt: skip
+                        template = w(gr.Dropdown(templates, value="photo" if "photo" in templates else None,
+                                                 label=say("templates")), "templates")  # fmt: skip
+                        w(gr.Textbox(value=service.encoder.spec, label=say("model"), info=service.encoder.id,
+                                     interactive=False, elem_id="classify-model"), "model")  # fmt: skip
                     with gr.Row():
-                        top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
-                        threshold = gr.Slider(0, 1, value=0, step=0.01, label="Threshold (0: always a label)")
-                    reject = gr.Checkbox(label="None of these: no label for images that fit none of the labels",
-                                         value=False, elem_id="classify-reject")  # fmt: skip
-                    rerank = gr.Checkbox(label="Re-rank with the LLM", value=False, visible=has_llm)
-                    button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+                        top_k = w(gr.Slider(1, 20, value=5, step=1, label=say("top_k")), "top_k")
+                        threshold = w(gr.Slider(0, 1, value=0, step=0.01, label=say("threshold")), "threshold")
+                    reject = w(gr.Checkbox(label=say("reject"), value=False, elem_id="classify-reject"), "reject")
+                    rerank = w(gr.Checkbox(label=say("rerank"), value=False, visible=has_llm), "rerank")
+                    button = w(gr.Button(say("classify"), variant="primary", elem_id="classify-button"),
+                               "classify", "value")  # fmt: skip
                 with gr.Column():
-                    gallery_out = gr.Gallery(label="Images (click one for its top-k)", columns=4,
-                                             elem_id="classify-gallery")  # fmt: skip
-                    bars = gr.Label(label="Top-k", num_top_classes=5, elem_id="classify-result")
-                    table = gr.Dataframe(headers=["image", "label", "top 3"], label="All images", wrap=True,
-                                         column_widths=["30%", "25%", "45%"])  # fmt: skip
+                    gallery_out = w(gr.Gallery(label=say("gallery"), columns=4, allow_preview=False,
+                                               elem_id="classify-gallery"), "gallery")
+                    bars = w(gr.Label(label=say("top_k"), num_top_classes=5, elem_id="classify-result"), "top_k")
+                    table = w(gr.Dataframe(headers=["image", "label", "top 3"], label=say("table"), wrap=True,
+                                           column_widths=["30%", "25%", "45%"]), "table")  # fmt: skip
                     reasoning = gr.Markdown(visible=True)
             readable_state = gr.JSON(visible=False)  # the results behind the gallery (gr.State stalls page loads)
             button.click(classify, [files, labels, template, top_k, threshold, rerank, reject],
@@ -293,52 +314,96 @@ def build_ui(service: Service) -> Any:
             gallery_out.select(pick, [readable_state], bars, api_visibility="private")
             all_en.click(lambda: (labels_en, "photo"), None, [labels, template], api_visibility="private")
             all_zh.click(lambda: (labels_zh, "photo-zh"), None, [labels, template], api_visibility="private")
-            if examples:
-                gr.Examples(
-                    [[[p], short_labels(), "photo"] for p in examples[:4]]
-                    + [[[examples[4]], short_labels("zh"), "photo-zh"]],
-                    inputs=[files, labels, template],
-                    label="Examples (click one, then Classify)",
-                )
+            if examples:  # thumbnails to click, not a table of file names
+                strip = w(gr.Gallery([(p, Path(p).stem) for p in examples], label=say("examples"), columns=8,
+                                     height=170, allow_preview=False, elem_id="classify-examples"),
+                          "examples")  # fmt: skip
+
+                def use_example(choice: str, selected: gr.SelectData) -> Any:
+                    """The clicked example as an upload, with the short label list in the UI's language."""
+                    index = selected.index if isinstance(selected.index, int) else 0
+                    source = Path(examples[index % len(examples)])
+                    copy = Path(tempfile.mkdtemp(prefix="example-", dir=_ensure(root))) / source.name
+                    copy.write_bytes(source.read_bytes())  # an upload like any other: in the upload folder
+                    code = language_of(choice)
+                    return [str(copy)], short_labels(code), "photo-zh" if code == "zh" else "photo"
+
+                strip.select(use_example, language, [files, labels, template], api_visibility="private")
         if service.store is not None:
-            with gr.Tab("Search"):
+            with w(gr.Tab(say("tab.search")), "tab.search"):
                 with gr.Row():
-                    query = gr.Textbox(label="Text query")
-                    query_image = gr.Image(label="...or an image", type="filepath")
-                    count = gr.Slider(1, 50, value=12, step=1, label="Results")
-                go = gr.Button("Search", variant="primary")
-                gallery = gr.Gallery(label="Nearest images", columns=6)
+                    query = w(gr.Textbox(label=say("query"), elem_id="search-text"), "query")
+                    query_image = w(gr.Image(label=say("query_image"), type="filepath"), "query_image")
+                    count = w(gr.Slider(1, 50, value=12, step=1, label=say("results")), "results")
+                go = w(gr.Button(say("search"), variant="primary", elem_id="search-button"), "search", "value")
+                gallery = w(gr.Gallery(label=say("nearest"), columns=6, elem_id="search-gallery"), "nearest")
                 go.click(search, [query, query_image, count], gallery, api_name="search")
-        with gr.Tab("Batch tag"):
-            batch_files = gr.File(label="Images or a .zip of images", file_count="multiple", elem_id="batch-files")
-            batch_labels = gr.Textbox(label="Labels", value=short_labels(), lines=2)
+                query.submit(search, [query, query_image, count], gallery, api_visibility="private")
+        with w(gr.Tab(say("tab.batch")), "tab.batch"):
+            batch_files = w(gr.File(label=say("batch_files"), file_count="multiple", elem_id="batch-files"),
+                            "batch_files")  # fmt: skip
+            batch_labels = w(gr.Textbox(label=say("batch_labels"), value=short_labels(), lines=2), "batch_labels")
             with gr.Row():
-                batch_template = gr.Dropdown(
-                    templates, value="photo" if "photo" in templates else None, label="Templates"
-                )
-                batch_format = gr.Radio(["csv", "jsonl"], value="csv", label="Output")
-            batch_button = gr.Button("Tag", variant="primary", elem_id="batch-button")
-            batch_out = gr.File(label="Results")
+                batch_template = w(gr.Dropdown(templates, value="photo" if "photo" in templates else None,
+                                               label=say("templates")), "templates")  # fmt: skip
+                batch_format = w(gr.Radio(["csv", "jsonl"], value="csv", label=say("output")), "output")
+            batch_button = w(gr.Button(say("tag"), variant="primary", elem_id="batch-button"), "tag", "value")
+            batch_out = w(gr.File(label=say("result_files")), "result_files")
             batch_summary = gr.Markdown(elem_id="batch-summary")
             with gr.Row():
-                batch_counts = gr.Label(label="Labels (share of the tagged images)", num_top_classes=12,
-                                        elem_id="batch-counts")  # fmt: skip
+                batch_counts = w(gr.Label(label=say("counts"), num_top_classes=12, elem_id="batch-counts"), "counts")
                 with gr.Column():
-                    batch_filter = gr.Dropdown(["(all)"], value="(all)", label="Show label")
-                    batch_gallery = gr.Gallery(label="Tagged images", columns=6,
-                                               elem_id="batch-gallery")  # fmt: skip
+                    batch_filter = w(gr.Dropdown([say("all")], value=say("all"), label=say("show_label")),
+                                     "show_label")  # fmt: skip
+                    batch_gallery = w(gr.Gallery(label=say("tagged"), columns=6, elem_id="batch-gallery"), "tagged")
             batch_state = gr.Gallery(visible=False)  # every tagged image shown, for the label filter
             batch_button.click(batch_tag, [batch_files, batch_labels, batch_template, batch_format],
                                [batch_out, batch_summary, batch_counts, batch_gallery, batch_state, batch_filter],
                                api_name="tag")  # fmt: skip
             batch_filter.change(filter_gallery, [batch_state, batch_filter], batch_gallery, api_visibility="private")
-        with gr.Tab("Model"):
-            gr.Markdown(_model_markdown(service))
+        with w(gr.Tab(say("tab.model")), "tab.model"):
+            w(gr.Markdown(_model_markdown(service), elem_id="model-card"), "card", "card")
+
+        def relabel(choice: str) -> list[Any]:
+            """Every worded component in the chosen language."""
+            code = language_of(choice)
+            updates = []
+            for _, key, attribute in worded:
+                if attribute == "header":
+                    updates.append(gr.update(value=header(code)))
+                elif attribute == "card":
+                    updates.append(gr.update(value=_model_markdown(service, code)))
+                elif attribute == "value":  # a button's text
+                    updates.append(gr.update(value=say(key, code)))
+                else:
+                    updates.append(gr.update(label=say(key, code)))
+            return updates
+
+        def follow_templates(name: str, choice: str) -> Any:
+            """Picking a template set in another language switches the UI to it."""
+            code = languages.get(name)
+            return LANGUAGES[code] if code in LANGUAGES else choice
+
+        def from_browser(request: gr.Request) -> str:
+            """The browser's preferred language (Accept-Language) as the starting one."""
+            headers = getattr(request, "headers", None) or {}
+            return LANGUAGES[language_of(headers.get("accept-language"))]
+
+        language.change(relabel, language, [c for c, _, _ in worded], api_visibility="private")
+        template.input(follow_templates, [template, language], language, api_visibility="private")
+        all_en.click(lambda: LANGUAGES["en"], None, language, api_visibility="private")
+        all_zh.click(lambda: LANGUAGES["zh"], None, language, api_visibility="private")
+        demo.load(from_browser, None, language, api_visibility="private")
     return demo
 
 
 #: Tagged images shown in the batch tag gallery (the result file holds them all).
 _GALLERY_IMAGES = 120
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _bars(result: dict[str, Any]) -> dict[str, float]:

@@ -183,6 +183,11 @@ def test_browser_sees_the_galleries_of_classify_and_batch_tag(server: str) -> No
         expect(gallery.locator("img")).to_have_count(3, timeout=60_000)
         for name, label in (("red-circle", "red circle"), ("blue-star", "blue star"), ("yellow-heart", "yellow heart")):
             expect(gallery).to_contain_text(f"{name}.png: {label}")
+        expect(page.locator("#classify-result h2, #classify-result .output-class").first).to_have_text("red circle")
+        gallery.locator("img").nth(1).click()  # a click shows that image's top-k
+        expect(page.locator("#classify-result h2, #classify-result .output-class").first).to_have_text(
+            "blue star", timeout=30_000
+        )
         if shots:
             page.screenshot(path=str(Path(shots) / "classify.png"), full_page=True)
         page.get_by_role("tab", name="Batch tag").click()
@@ -194,6 +199,12 @@ def test_browser_sees_the_galleries_of_classify_and_batch_tag(server: str) -> No
         expect(page.locator("#batch-summary")).to_contain_text("Tagged 3 images")
         if shots:
             page.screenshot(path=str(Path(shots) / "batch-tag.png"), full_page=True)
+        page.get_by_role("tab", name="Classify").click()
+        page.locator("#classify-examples img").nth(2).click()  # an example's thumbnail becomes the upload
+        expect(page.locator("#classify-files")).to_contain_text("green-cross", timeout=30_000)
+        page.locator("#classify-button").click()
+        expect(gallery).to_contain_text("green-cross.png: green cross", timeout=60_000)
+        expect(gallery.locator("img")).to_have_count(1)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import re
 import string
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from tests.serving import browser_page, needs_chromium, start_server, stop_server  # noqa: E402 (after the skip: it needs httpx)
+from tests.serving import CJK_GLYPHS_DIFFER, browser_page, needs_chromium, start_server, stop_server  # noqa: E402 (after the skip: it needs httpx)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LABELS = "red circle, blue star, green cross, yellow heart, purple triangle"
@@ -497,6 +498,45 @@ def test_a_browser_signs_in_classifies_and_reads_the_docs(server: Server) -> Non
         expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=30_000)  # Swagger UI rendered
         expect(page.locator("body")).to_contain_text("/v1/classify")
     assert outside == []  # nothing was fetched from anywhere but this server
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_chinese_browser_gets_the_ui_in_chinese_and_can_switch(server: Server) -> None:
+    """The UI starts in the browser's language, Chinese renders as glyphs (not boxes), a Chinese text search shows
+    its thumbnails with scores, and the switch (or an English template set) brings English back."""
+    import os
+
+    from playwright.sync_api import expect
+
+    shots = os.environ.get("CLIPZERO_SCREENSHOTS")
+    with browser_page(locale="zh-CN", viewport={"width": 1280, "height": 900}) as page:
+        page.goto(server.url, wait_until="networkidle")
+        page.fill("#key", KEY)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server.url}/", wait_until="networkidle")
+        classify_tab = page.get_by_role("tab", name="分类")
+        expect(classify_tab).to_be_visible(timeout=30_000)  # the browser's language chose Chinese
+        expect(page.locator("#classify-button")).to_have_text("分类")
+        expect(page.locator("#ui-language input[value='中文']")).to_be_checked()
+        assert classify_tab.evaluate(CJK_GLYPHS_DIFFER), "Chinese draws as missing-glyph boxes: no CJK font"
+        page.get_by_role("tab", name="搜索").click()
+        page.locator("#search-text textarea, #search-text input").first.fill("红色圆形")
+        page.locator("#search-button").click()
+        gallery = page.locator("#search-gallery")
+        expect(gallery.locator("img").first).to_be_visible(timeout=60_000)
+        assert gallery.locator("img").count() >= 4
+        expect(gallery).to_contain_text("red-circle.png")  # the best hit, captioned with its score
+        if shots:
+            page.screenshot(path=str(Path(shots) / "search-zh.png"), full_page=True)
+        page.locator("#ui-language").get_by_text("English").click()
+        expect(page.get_by_role("tab", name="Classify")).to_be_visible(timeout=30_000)
+        expect(page.locator("#search-button")).to_have_text("Search")
+        page.get_by_role("tab", name="Classify").click()
+        page.locator("#classify-button").wait_for()
+        page.get_by_role("button", name="全部 64 个标签").click()  # Chinese labels and templates: the UI follows
+        expect(page.get_by_role("tab", name="分类")).to_be_visible(timeout=30_000)
+        expect(page.locator("#classify-labels textarea")).to_have_value(re.compile("红色圆形"))
 
 
 def test_a_request_past_its_deadline_gets_503_and_its_work_is_kept(tmp_path: Path) -> None:
