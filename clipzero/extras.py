@@ -12,7 +12,7 @@ import sys
 
 from .errors import MissingExtraError
 
-__all__ = ["EXTRAS", "missing", "require"]
+__all__ = ["EXTRAS", "installed", "missing", "require"]
 
 #: extra -> the modules it brings (the ones clipzero imports).
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -22,10 +22,13 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray", "pyarrow"),
     "finetune": ("peft", "datasets"),
     "mcp": ("mcp", "uvicorn"),
+    "formats": ("pillow_heif", "rawpy"),
+    "video": ("av",),
 }
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (without importing it)."""
     if module in sys.modules:  # None there means "known to be missing" (and is how tests simulate it)
         return sys.modules[module] is not None
     try:
@@ -36,7 +39,7 @@ def _installed(module: str) -> bool:
 
 def missing(extra: str) -> list[str]:
     """The modules of ``extra`` that are not installed here (none imported by the check)."""
-    return [m for m in EXTRAS[extra] if not _installed(m)]
+    return [m for m in EXTRAS[extra] if not installed(m)]
 
 
 def require(extra: str, feature: str) -> None:

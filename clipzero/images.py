@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .formats import EXTRA_IMAGE_SUFFIXES, kind_of, open_special
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -45,8 +46,9 @@ HUGE_PIXELS = 16_000_000
 ImageSource = str | os.PathLike[str] | bytes | Image.Image
 
 
-#: File endings treated as images when a folder is listed (files named explicitly are always tried).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+#: File endings treated as images when a folder is listed (files named explicitly are always tried). HEIC, AVIF and
+#: camera RAW files are listed too: without the formats extra each is reported with the command that adds it.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}) | EXTRA_IMAGE_SUFFIXES
 
 
 def find_images(paths: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[str]:
@@ -75,7 +77,11 @@ def source_name(source: ImageSource) -> str:
 
 
 def load_image(
-    source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, draft: tuple[int, int] | None = None
+    source: ImageSource,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+    name: str | None = None,
 ) -> Image.Image:
     """Open an image and return it as an 8-bit RGB PIL image, upright.
 
@@ -85,6 +91,7 @@ def load_image(
         draft: the smallest size the caller needs; a JPEG is then decoded at a reduced scale that is still at
             least that large (libjpeg's DCT scaling: a 640x480 photo for a 224 px model decodes at 320x240,
             several times faster). Other formats ignore it.
+        name: the file's name when ``source`` is its bytes (for messages, and to tell a camera RAW by its ending).
 
     Returns:
         A fully decoded ``RGB`` image.
@@ -96,7 +103,7 @@ def load_image(
         >>> load_image("holiday.jpg").mode
         'RGB'
     """
-    name = source_name(source)
+    name = name or source_name(source)
     if isinstance(source, Image.Image):
         image = source
     else:
@@ -189,9 +196,13 @@ def _open(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
     if isinstance(source, bytes):
         if not source:
             raise ImageError(name, "empty file (0 bytes)")  # worded as for a path: an upload is a file too
-        stream = io.BytesIO(source)
+        data = source
     else:
-        stream = io.BytesIO(read_image_file(source)[0])
+        data = read_image_file(source)[0]
+    special = kind_of(name, data)
+    if special is not None:  # HEIC, AVIF, camera RAW: the formats module knows what reads them
+        return open_special(special, data, name)
+    stream = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

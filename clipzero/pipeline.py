@@ -95,13 +95,13 @@ class Embedded:
     repeat: Any = field(default=None, repr=False)  # content seen earlier in this run: its source, until resolved
 
 
-def decode(source: ImageSource, decoder: Decoder) -> Any:
-    """One image (path, bytes or PIL) -> the model's input tensor (3, H, W).
+def decode(source: ImageSource, decoder: Decoder, name: str | None = None) -> Any:
+    """One image (path, bytes or PIL; ``name``: the file's name for bytes) -> the model's input tensor (3, H, W).
 
     Raises:
         ImageError: it cannot be read or decoded (the error names it and says why).
     """
-    image = load_image(source, max_pixels=decoder.max_pixels, draft=decoder.draft)
+    image = load_image(source, max_pixels=decoder.max_pixels, draft=decoder.draft, name=name)
     return decoder.preprocess(image)
 
 
@@ -136,7 +136,7 @@ def prepare(
         item.repeat = source  # resolved after the first copy is encoded
         return item
     try:
-        item.pixels = decode(data, decoder)
+        item.pixels = decode(data, decoder, name)
     except ImageError as exc:
         item.error = exc.reason
     return item
