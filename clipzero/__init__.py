@@ -55,6 +55,7 @@ __all__ = [
     "ZeroShotClassifier",
     "__version__",
     "describe_model",
+    "find_duplicates",
     "find_images",
     "list_template_sets",
     "load_image",
@@ -75,6 +76,7 @@ _LAZY = {
     "EmbeddingStore": "store",
     "Encoder": "encoder",
     "SearchHit": "store",
+    "find_duplicates": "dedup",
     "find_images": "images",
     "open_store": "factory",
     "LabelScore": "zeroshot",
@@ -92,6 +94,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .dedup import find_duplicates
     from .encoder import Encoder
     from .factory import open_store
     from .images import find_images, load_image

@@ -14,6 +14,7 @@ import os
 import stat
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
-from .formats import EXTRA_IMAGE_SUFFIXES, kind_of, open_special
+from .formats import EXTRA_IMAGE_SUFFIXES, VIDEO_SUFFIXES, kind_of, open_special
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "HUGE_PIXELS",
     "IMAGE_SUFFIXES",
     "ImageSource",
+    "NamedImage",
     "find_images",
     "load_image",
     "read_image_file",
@@ -43,7 +45,19 @@ DEFAULT_MAX_PIXELS = 128_000_000
 #: Images over this many pixels are shrunk right after decoding and their memory handed back to the system.
 HUGE_PIXELS = 16_000_000
 
-ImageSource = str | os.PathLike[str] | bytes | Image.Image
+@dataclass(frozen=True)
+class NamedImage:
+    """A decoded picture that has a name and a content id of its own, such as a video frame (``clip.mp4#t=2.00``):
+    the pipeline names it, stores it and looks it up by these instead of by file bytes."""
+
+    name: str
+    image: Image.Image
+    sha256: str
+    size: int = 0  # the size and modification time of the file it came from (a store's unchanged-file check)
+    mtime_ns: int = 0
+
+
+ImageSource = str | os.PathLike[str] | bytes | Image.Image | NamedImage
 
 
 #: File endings treated as images when a folder is listed (files named explicitly are always tried). HEIC, AVIF and
@@ -51,15 +65,17 @@ ImageSource = str | os.PathLike[str] | bytes | Image.Image
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}) | EXTRA_IMAGE_SUFFIXES
 
 
-def find_images(paths: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[str]:
+def find_images(paths: Iterable[str | os.PathLike[str]], recursive: bool = False, videos: bool = False) -> list[str]:
     """Expand paths into image files: files as given, folders listed (sorted; with ``recursive``, all the way
-    down) keeping files with an image ending. A path that does not exist is kept, to be reported by the reader."""
+    down) keeping files with an image ending (and with ``videos``, a video ending). A path that does not exist is
+    kept, to be reported by the reader."""
+    endings = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if videos else frozenset())
     found: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             pattern = path.rglob("*") if recursive else path.iterdir()
-            found.extend(str(p) for p in sorted(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found.extend(str(p) for p in sorted(pattern) if p.is_file() and p.suffix.lower() in endings)
         else:
             found.append(os.fspath(raw))
     return found
@@ -71,6 +87,8 @@ def source_name(source: ImageSource) -> str:
         return os.fspath(source)
     if isinstance(source, bytes):
         return f"<{len(source)} bytes>"
+    if isinstance(source, NamedImage):
+        return source.name
     if isinstance(source, Image.Image):
         return getattr(source, "filename", "") or f"<PIL image {source.width}x{source.height}>"
     return f"<{type(source).__name__}>"
@@ -104,6 +122,8 @@ def load_image(
         'RGB'
     """
     name = name or source_name(source)
+    if isinstance(source, NamedImage):
+        source = source.image
     if isinstance(source, Image.Image):
         image = source
     else:

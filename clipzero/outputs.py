@@ -127,7 +127,7 @@ class ResultWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         flat = _flat_row(row)
-        for extra in ("rerank", "rejection"):  # the LLM's reasoning and the rejection have a place in JSON lines
+        for extra in ("rerank", "rejection", "video"):  # reasoning, rejection, a video's summary: in JSON lines
             if self.format == "jsonl" and extra in row:
                 flat[extra] = row[extra]
         if self._csv is not None:

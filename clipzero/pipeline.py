@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ImageError
-from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image, read_image_file, source_name
+from .images import DEFAULT_MAX_PIXELS, ImageSource, NamedImage, load_image, read_image_file, source_name
 
 if TYPE_CHECKING:
     import torch
@@ -120,6 +120,8 @@ def prepare(
     item = Embedded(name)
     data: ImageSource = source
     try:
+        if isinstance(source, NamedImage):  # a video frame: named and identified by its source
+            item.sha256, item.size, item.mtime_ns = source.sha256, source.size, source.mtime_ns
         if isinstance(source, (str, os.PathLike)):
             data, stat = read_image_file(source)
             item.size, item.mtime_ns = stat.st_size, stat.st_mtime_ns

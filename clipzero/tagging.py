@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from .prompts import TemplateSet
     from .ray_engine import RayOptions
     from .store import EmbeddingStore
+    from .video import VideoTracker
 
-__all__ = ["TagFailure", "TagResult", "TagSummary", "check_engine", "tag_images", "tag_into"]
+__all__ = ["TagFailure", "TagResult", "TagSummary", "VideoSummary", "check_engine", "tag_images", "tag_into"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,17 @@ class TagFailure:
         return {"image": self.path, "error": self.reason}
 
 
+@dataclass(frozen=True)
+class VideoSummary:
+    """A video's row after its frames: the label of most frames, each label's share and first and last time."""
+
+    path: str
+    row: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.row
+
+
 @dataclass
 class TagSummary:
     """Counts and speed of one run. ``skipped`` are images already in the output (a resumed run)."""
@@ -76,6 +88,7 @@ class TagSummary:
     failed: int = 0
     encoded: int = 0
     from_store: int = 0
+    videos: int = 0
     elapsed: float = 0.0
     precision: str = ""
     failures: list[TagFailure] = field(default_factory=list)
@@ -91,6 +104,7 @@ class TagSummary:
             "failed": self.failed,
             "encoded": self.encoded,
             "from_store": self.from_store,
+            **({"videos": self.videos} if self.videos else {}),
             "elapsed_s": round(self.elapsed, 2),
             "images_per_s": round(self.images_per_second, 1),
             "precision": self.precision,
@@ -116,8 +130,10 @@ def tag_images(
     ray: RayOptions | None = None,
     shards: str | os.PathLike[str] | None = None,
     shard_rows: int = 1000,
-) -> Iterator[TagResult | TagFailure]:
-    """Tag images with labels, yielding one result or failure per image.
+    videos: VideoTracker | None = None,
+) -> Iterator[TagResult | TagFailure | VideoSummary]:
+    """Tag images with labels, yielding one result or failure per image (and per video frame, with a summary per
+    video).
 
     Args:
         images: image paths.
@@ -139,9 +155,13 @@ def tag_images(
         shards: engine ``ray``: a folder for Parquet shards of the embeddings (for a sharded index), written
             before the results they hold are yielded.
         shard_rows: rows per shard, and per group of results yielded on Ray.
+        videos: how video files are sampled (a :class:`~clipzero.video.VideoTracker`; default every 2 s and at
+            scene changes): each frame is tagged as ``<video>#t=<seconds>``, and after a video's last frame comes
+            its :class:`VideoSummary`.
 
     Yields:
-        TagResult for each tagged image, TagFailure (with the reason) for each that could not be read.
+        TagResult for each tagged image or frame, TagFailure (with the reason) for each that could not be read,
+        VideoSummary for each video.
 
     Raises:
         ConfigError: the Ray engine with a store or a re-ranker (it tags with labels only).
@@ -169,6 +189,10 @@ def tag_images(
     if engine == "ray":
         batches = _ray_batches(images, classifier, top_k, threshold, ray, shards, shard_rows)
     else:
+        from .video import VideoTracker
+
+        videos = videos if videos is not None else VideoTracker()
+        images = videos.sources(images)
         lookup = store.vector_of if store is not None else None
         cut = {"threshold": threshold, "reject": reject, "min_similarity": min_similarity}
         batches = _local_batches(images, classifier, top_k, cut, batch_size, workers, lookup, store)
@@ -185,9 +209,26 @@ def tag_images(
                 yield failure
             else:
                 summary.tagged += 1
-                yield TagResult(item.name, item.sha256, prediction, next(reranked))
+                result = TagResult(item.name, item.sha256, prediction, next(reranked))
+                if videos is not None:
+                    videos.note(result.to_dict())
+                yield result
+        yield from _finished_videos(videos, summary)
         summary.elapsed = time.perf_counter() - start
+    yield from _finished_videos(videos, summary)
     summary.elapsed = time.perf_counter() - start
+
+
+def _finished_videos(videos: VideoTracker | None, summary: TagSummary) -> Iterator[TagFailure | VideoSummary]:
+    for path, outcome in videos.finished() if videos is not None else ():
+        if isinstance(outcome, str):
+            failure = TagFailure(path, outcome)
+            summary.failed += 1
+            summary.failures.append(failure)
+            yield failure
+        else:
+            summary.videos += 1
+            yield VideoSummary(path, outcome)
 
 
 def tag_into(
@@ -198,46 +239,80 @@ def tag_into(
     batch_size: int = 32,
     summary: TagSummary | None = None,
     on_progress: Callable[[int, int, TagSummary], None] | None = None,
+    every: float = 2.0,
+    scenes: bool = True,
     **options: Any,
 ) -> TagSummary:
     """Tag ``images`` into a result file: the resumable run every door uses (``clipzero tag``, the agent tool).
 
     Images already in the file (``writer.done``) are skipped; each result becomes a row, each failure a line of the
     error report, and the file is made durable after every batch, so a run stopped at any point loses at most the
-    batch in flight and the next run goes on from there. The writer is closed, completed only when every image
-    was handled.
+    batch in flight and the next run goes on from there. A video's frames are rows of their own
+    (``<video>#t=<seconds>``), followed by the video's summary row; a video stopped part-way goes on from its first
+    frame not in the file, and its summary counts the frames of both runs. The writer is closed, completed only when
+    every image was handled.
 
     Args:
         writer: the :class:`~clipzero.outputs.ResultWriter` of the output.
-        images: image paths (as the rows will name them).
+        images: image and video paths (as the rows will name them).
         classifier: the zero-shot classifier (or a trained head).
         batch_size: images per batch, and per flush.
         summary: a TagSummary to fill in (``skipped`` counts the images already in the file).
-        on_progress: called after each batch with (images handled, images to handle, the summary so far).
+        on_progress: called after each batch with (inputs handled, inputs to handle, the summary so far).
+        every, scenes: how videos are sampled: every ``every`` seconds, and at scene changes.
         **options: the rest of :func:`tag_images`' arguments (``top_k``, ``threshold``, ``store``, ...).
 
     Returns:
         The summary of the run.
     """
+    from .video import VideoTracker, parse_frame_name
+
     todo = [p for p in images if os.fspath(p) not in writer.done]
     summary = summary if summary is not None else TagSummary()
     summary.skipped += len(images) - len(todo)
+    videos = VideoTracker(every=every, scenes=scenes, skip=writer.done.__contains__, earlier=_earlier_frames(writer))
     completed = False
+    handled = 0
     try:
-        results = tag_images(todo, classifier, batch_size=batch_size, summary=summary, **options)
+        results = tag_images(todo, classifier, batch_size=batch_size, summary=summary, videos=videos, **options)
         for n, result in enumerate(results, 1):
             if isinstance(result, TagFailure):
                 writer.write_error(result.to_dict())
             else:
                 writer.write(result.to_dict())
-            if n % batch_size == 0 or n == len(todo):
+            handled += not (isinstance(result, TagResult) and parse_frame_name(result.path) is not None)
+            if n % batch_size == 0 or handled == len(todo):
                 writer.flush()
                 if on_progress is not None:
-                    on_progress(n, len(todo), summary)
+                    on_progress(handled, len(todo), summary)
         completed = True
     finally:
         writer.close(completed=completed)
     return summary
+
+
+def _earlier_frames(writer: ResultWriter) -> Callable[[str], list[dict[str, Any]]]:
+    """A video's frame rows already in the output (read once, when a resumed video first needs them)."""
+    from .outputs import read_results
+    from .video import parse_frame_name
+
+    grouped: dict[str, list[dict[str, Any]]] | None = None
+    before = set(writer.done)  # rows of earlier runs only: this run's are counted as they come
+
+    def rows_of(video: str) -> list[dict[str, Any]]:
+        nonlocal grouped
+        if grouped is None:
+            grouped = {}
+            if any(parse_frame_name(name) is not None for name in before):
+                writer.flush()
+                kind = "jsonl" if writer.format == "parquet" else writer.format
+                for row in read_results(writer.rows_path, kind):
+                    frame = parse_frame_name(str(row.get("image", "")))
+                    if frame is not None and row["image"] in before:
+                        grouped.setdefault(frame[0], []).append(row)
+        return grouped.get(video, [])
+
+    return rows_of
 
 
 def check_engine(engine: str, *, store: bool = False, rerank: bool = False, head: bool = False,
@@ -272,12 +347,15 @@ def _ray_batches(images: Iterable[str | os.PathLike[str]], classifier: ZeroShotC
                  shard_rows: int) -> Iterator[Batch]:  # fmt: skip
     from .ray_engine import ray_embed
     from .store.sharded import ShardWriter, in_shards
+    from .video import is_video
 
     writer = ShardWriter(Path(shards), rows_per_shard=shard_rows) if shards is not None else None
     classify = {"labels": classifier.labels, "templates": classifier.templates, "top_k": top_k,
                 "threshold": threshold}  # fmt: skip
     encoder = classifier.encoder
     paths = [os.fspath(p) for p in images]
+    if any(is_video(p) for p in paths):
+        raise ConfigError("--engine ray tags pictures only: tag video files with the local engine")
     pairs = ray_embed(paths, spec=encoder.spec, precision=encoder.precision, adapter=encoder.adapter,
                       classify=classify, options=options)  # fmt: skip
     yield from in_shards(pairs, writer, shard_rows)

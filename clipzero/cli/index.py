@@ -10,25 +10,20 @@ from typing import Any, TextIO
 
 from . import options
 
-__all__ = ["COMMANDS", "add_parsers", "default_store"]
+__all__ = ["COMMANDS", "add_parsers"]
 
 _STORE_HELP = "the store directory (default: $CLIPZERO_HOME/store)"
-
-
-def default_store() -> Path:
-    from ..config import home
-
-    return home() / "store"
 
 
 def add_parsers(commands: Any) -> None:
     index = commands.add_parser("index", help="embed images once into a store, for search and reuse")
     actions = index.add_subparsers(dest="index_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="add images (incremental: unchanged files and known content are skipped)")
-    add.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    add.add_argument("paths", nargs="+", metavar="PATH", help="image and video files, or folders of them")
     options.add_store_option(add, _STORE_HELP)
     options.add_model_options(add)
     add.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    options.add_video_options(add)
     add.add_argument(
         "--index",
         default="auto",
@@ -72,16 +67,6 @@ def add_parsers(commands: Any) -> None:
                         "memory-mapped, instead of a store; --model must be the model of its vectors")  # fmt: skip
 
 
-def _existing_store(args: argparse.Namespace) -> Path:
-    """The store directory asked for, which must already hold a store."""
-    from ..errors import StoreError
-
-    path: Path = args.store or default_store()
-    if not (path / "store.sqlite").exists():
-        raise StoreError(f"no store at {path}: create one with `clipzero index add PATH --store {path}`")
-    return path
-
-
 def _write(summary: dict[str, Any], args: argparse.Namespace, out: TextIO, errors: list[tuple[str, str]]) -> None:
     for path, reason in errors:
         sys.stderr.write(f"clipzero: skipped {path}: {reason}\n")
@@ -97,6 +82,7 @@ def _add(args: argparse.Namespace, out: TextIO) -> int:
     from ..images import find_images
 
     options.at_least(args, 1, "batch_size", "workers", "shard_rows", "ray_actors")
+    options.check_every(args)
     ray = None
     if args.engine == "ray":
         from ..extras import require
@@ -105,12 +91,13 @@ def _add(args: argparse.Namespace, out: TextIO) -> int:
         from ..ray_engine import RayOptions
 
         ray = RayOptions(address=args.ray_address, actors=args.ray_actors, batch_size=args.batch_size)
-    path = args.store or default_store()
+    path = args.store or options.default_store()
     choice = options.check_model(args, path)
-    paths = find_images(args.paths, recursive=args.recursive)
+    paths = find_images(args.paths, recursive=args.recursive, videos=True)
     with open_store(path, choice, index=args.index) as store, options.progress(len(paths), args.quiet) as bar:
         report = store.add(paths, batch_size=args.batch_size, workers=args.workers, progress=bar.update,
-                           engine=args.engine, ray=ray, shard_rows=args.shard_rows)  # fmt: skip
+                           engine=args.engine, ray=ray, shard_rows=args.shard_rows, every=args.every,
+                           scenes=args.scenes)  # fmt: skip
         total = len(store)
         encoder: Any = store.encoder
     summary: dict[str, Any] = {"encoded": report.encoded, "reused": report.reused, "unchanged": report.unchanged,
@@ -144,7 +131,7 @@ def _build_sharded(args: argparse.Namespace, out: TextIO) -> int:
 def _info(args: argparse.Namespace, out: TextIO) -> int:
     from ..store import EmbeddingStore
 
-    with EmbeddingStore(_existing_store(args)) as store:
+    with EmbeddingStore(options.existing_store(args)) as store:
         info = store.info()
     if args.json:
         json.dump(info, out, indent=2)
@@ -157,7 +144,7 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
 def _prune(args: argparse.Namespace, out: TextIO) -> int:
     from ..store import EmbeddingStore
 
-    with EmbeddingStore(_existing_store(args)) as store:
+    with EmbeddingStore(options.existing_store(args)) as store:
         pruned = store.prune()
         out.write(f"pruned {pruned} path(s); {len(store)} image(s) remain\n")
     return 0
@@ -187,7 +174,7 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         index.close()
         rows = [{"path": p, "score": s} for p, s in found]
     else:
-        path = _existing_store(args)
+        path = options.existing_store(args)
         with open_store(path, options.check_model(args, path)) as store:
             query: Any = args.image if args.image is not None else args.text  # a Path is an image, a str a text
             hits = store.search(query, top_k=args.top_k, nprobe=args.nprobe, ef_search=args.ef_search,
@@ -197,8 +184,16 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(rows, out, ensure_ascii=False, indent=2)
         out.write("\n")
     else:
-        out.write("".join(f"{row['score']:7.4f}  {row['path']}\n" for row in rows))
+        out.write("".join(f"{row['score']:7.4f}  {_where(row)}\n" for row in rows))
     return 0
+
+
+def _where(row: dict[str, Any]) -> str:
+    """A hit's file, and for a video frame the time in it (``clip.mp4 at 1:02.00``)."""
+    if "video" not in row:
+        return str(row["path"])
+    minutes, seconds = divmod(float(row["time"]), 60)
+    return f"{row['video']} at {int(minutes)}:{seconds:05.2f}"
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search}

@@ -168,7 +168,39 @@ def add_store_option(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument("--store", "-s", metavar="DIR", type=Path, help=text)
 
 
+def add_video_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--every", type=float, default=2.0, metavar="SECONDS",
+                        help="video files: a frame every SECONDS (default 2), plus one at each scene change")
+    parser.add_argument("--no-scenes", dest="scenes", action="store_false",
+                        help="video files: no extra frames at scene changes")
+
+
+def default_store() -> Path:
+    """$CLIPZERO_HOME/store: the store a command uses without --store."""
+    from ..config import home
+
+    return home() / "store"
+
+
+def existing_store(args: argparse.Namespace) -> Path:
+    """The store directory asked for (--store, else the default), which must already hold a store."""
+    from ..errors import StoreError
+
+    path: Path = args.store or default_store()
+    if not (path / "store.sqlite").exists():
+        raise StoreError(f"no store at {path}: create one with `clipzero index add PATH --store {path}`")
+    return path
+
+
 # -- checks, before any model loads ------------------------------------------------------------------------------
+def check_every(args: argparse.Namespace) -> None:
+    """--every is a positive number of seconds (exit 2 otherwise)."""
+    from ..errors import ConfigError
+
+    if not args.every > 0:
+        raise ConfigError(f"--every {args.every}: a number of seconds above 0")
+
+
 def at_least(args: argparse.Namespace, minimum: int = 1, *names: str) -> None:
     """Each named integer flag that was given is at least ``minimum`` (exit 2 otherwise)."""
     for name in names:

@@ -20,7 +20,7 @@ def add_parsers(commands: Any) -> None:
         description="Tag images with labels; results go to --out as they come, failures to <out>.errors.jsonl. "
         "Running again with the same --out resumes where the last run stopped.",
     )
-    tag.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    tag.add_argument("paths", nargs="+", metavar="PATH", help="image and video files, or folders of them")
     options.add_labels_options(tag)
     tag.add_argument("--out", "-o", required=True, type=Path, metavar="FILE", help="result file")
     tag.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="default: from the --out ending")
@@ -34,6 +34,7 @@ def add_parsers(commands: Any) -> None:
     tag.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     tag.add_argument("--workers", type=int, metavar="N", help="decode threads (default: one per core, at least 2)")
     tag.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    options.add_video_options(tag)
     tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     tag.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     options.add_engine_options(tag)
@@ -48,6 +49,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
 
     options.at_least(args, 1, "top_k", "batch_size", "workers", "shard_rows", "ray_actors")
     options.check_reject(args)
+    options.check_every(args)
     labels = options.labels(args)
     templates = resolve_templates(args.templates)
     fmt = format_for(args.out, args.format)
@@ -59,7 +61,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
         require("ray", "--engine ray")
     choice = options.check_model(args, args.store)
     reranker = options.reranker(args, templates)
-    paths = find_images(args.paths, recursive=args.recursive)
+    paths = find_images(args.paths, recursive=args.recursive, videos=True)
     writer = ResultWriter(args.out, fmt)
     summary = TagSummary()
     store = None
@@ -89,7 +91,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
             tag_into(
                 writer, paths, classifier, batch_size=args.batch_size, summary=summary, on_progress=advance,
                 top_k=args.top_k, threshold=args.threshold, reject=args.reject, min_similarity=args.min_similarity,
-                workers=args.workers, store=store, reranker=reranker,
+                workers=args.workers, store=store, reranker=reranker, every=args.every, scenes=args.scenes,
                 engine=args.engine, ray=ray, shards=shards, shard_rows=args.shard_rows,
             )  # fmt: skip
     finally:
@@ -106,8 +108,9 @@ def _report(args: argparse.Namespace, summary: Any, writer: Any, out: TextIO, no
         report = {**summary.to_dict(), "out": str(args.out), "errors": str(writer.errors_path), "engine": args.engine}
         json.dump(report, out, indent=2)
         out.write("\n")
+    videos = f" (frames of {summary.videos} videos among them)" if summary.videos else ""
     sys.stderr.write(
-        f"clipzero: tagged {summary.tagged}, skipped {summary.skipped} (already in {args.out}), failed "
+        f"clipzero: tagged {summary.tagged}{videos}, skipped {summary.skipped} (already in {args.out}), failed "
         f"{summary.failed}{f' (see {writer.errors_path})' if summary.failed else ''}; {summary.elapsed:.1f} s, "
         f"{summary.images_per_second:.1f} images/s{' on Ray' if args.engine == 'ray' else ''}, precision "
         f"{summary.precision}{note}\n"

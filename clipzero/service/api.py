@@ -32,6 +32,7 @@ from .core import (
     deadline_after,
     decode_base64,
 )
+from .duplicates import DedupJSON, add_dedup_route
 from .embeddings import EmbeddingsJSON, openai_embeddings
 from .guard import ClientPathRefused
 
@@ -338,6 +339,8 @@ def create_api(service: Service) -> FastAPI:
         image = decode_base64(body.image, "query image") if body.image is not None else None
         hits = await bounded(service.search, text=body.text, image=image, top_k=body.top_k)
         return {"model": service.encoder.id, "results": hits}
+
+    add_dedup_route(app, service, bounded, json_body, _json_request(DedupJSON))
 
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
                    include_in_schema=False)  # fmt: skip

@@ -110,6 +110,7 @@ class Service:
 
         self.settings = settings
         self.upload_root = upload_root
+        self._dedup_lock = threading.Lock()  # a dedup reads every vector: one at a time
         self.default_templates = resolve_templates(settings.templates)
         choice = check_model(resolve_model(settings.model, device=settings.device, precision=settings.precision,
                                            adapter=settings.adapter, store=settings.store))  # fmt: skip
@@ -320,6 +321,16 @@ class Service:
         else:
             vector = self.embed_images([("query image", image or b"")], deadline)[0]
         return [hit.to_dict() for hit in self.store.search(vector, top_k=top_k)]
+
+    def dedup(self, threshold: float | None = None, exact_only: bool = False, verify: bool = True,
+              deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
+        """The store's duplicate groups (:func:`clipzero.dedup.find_duplicates`), one run at a time."""
+        from ..dedup import find_duplicates
+
+        if self.store is None:
+            raise NotAvailable("this server has no embedding store (start it with --store DIR)")
+        with self._dedup_lock:
+            return find_duplicates(self.store, threshold, exact_only=exact_only, verify=verify).to_dict()
 
     def close(self) -> None:
         self.batcher.close()

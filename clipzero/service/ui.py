@@ -16,6 +16,7 @@ import gradio as gr
 from ..errors import ClipzeroError
 from ..factory import split_labels
 from .core import Service
+from .ui_dedup import dedup_tab
 from .uitext import LANGUAGES, language_of, say
 
 __all__ = ["build_ui", "example_images"]
@@ -339,6 +340,8 @@ def build_ui(service: Service) -> Any:
                 gallery = w(gr.Gallery(label=say("nearest"), columns=6, elem_id="search-gallery"), "nearest")
                 go.click(search, [query, query_image, count], gallery, api_name="search")
                 query.submit(search, [query, query_image, count], gallery, api_visibility="private")
+            with w(gr.Tab(say("tab.dedup")), "tab.dedup"):
+                dedup_tab(service, w)
         with w(gr.Tab(say("tab.batch")), "tab.batch"):
             batch_files = w(gr.File(label=say("batch_files"), file_count="multiple", elem_id="batch-files"),
                             "batch_files")  # fmt: skip

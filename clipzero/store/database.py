@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import StoreError
-from .index_kinds import IndexSpec, auto_tune, build_index, save_index
+from .index_kinds import IndexSpec, auto_tune, build_index, index_ids, save_index
 
 __all__ = [
     "SCHEMA",
@@ -23,6 +23,7 @@ __all__ = [
     "add_rows",
     "damaged_is_store_error",
     "fsync_dir",
+    "index_agrees",
     "rebuild_index",
     "save_tuned",
     "tuned_search",
@@ -71,6 +72,15 @@ def damaged_is_store_error(method: _F) -> _F:
             ) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def index_agrees(db: sqlite3.Connection, index: Any, folder: Path) -> None:
+    """Raise a StoreError unless the index holds exactly the ids of the stored images."""
+    rows = sorted(int(r[0]) for r in db.execute("SELECT id FROM images"))
+    held = sorted(index_ids(index).tolist())
+    if rows != held:
+        raise StoreError(f"store {folder}: the index holds {len(held)} vectors and SQLite {len(rows)} rows, "
+                         "and they differ")
 
 
 def fsync_dir(path: Path) -> None:

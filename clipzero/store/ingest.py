@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..video import expand_videos, frame_name, is_video
 from .records import AddReport, Record, canonical_path
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ def add_images(
     engine: str = "local",
     ray: Any = None,
     shard_rows: int = 1000,
+    every: float = 2.0,
+    scenes: bool = True,
 ) -> AddReport:
     """The body of :meth:`EmbeddingStore.add` (the caller holds the store's writer lock)."""
     report = AddReport()
@@ -36,8 +39,8 @@ def add_images(
     def changed() -> Iterator[str]:
         for raw in paths:
             path = canonical_path(os.fspath(raw))
-            try:
-                if store.is_unchanged(path, os.stat(path)):
+            try:  # a video is unchanged when its first frame is stored with the video's size and time
+                if store.is_unchanged(frame_name(path, 0.0) if is_video(path) else path, os.stat(path)):
                     report.unchanged += 1
                     if progress:
                         progress(1)
@@ -46,11 +49,15 @@ def add_images(
                 pass  # the pipeline reports it with the reason
             yield path
 
+    def frames() -> Iterator[Any]:  # videos as their sampled frames, each stored as <video>#t=<seconds>
+        yield from expand_videos(changed(), every=every, scenes=scenes,
+                                 on_error=lambda path, reason: report.failed.append((path, reason)))  # fmt: skip
+
     if engine == "local":
         from ..pipeline import embed
 
         assert store.encoder is not None
-        batches: Iterable[list[Embedded]] = embed(changed(), store.encoder, lookup=store.vector_of,
+        batches: Iterable[list[Embedded]] = embed(frames(), store.encoder, lookup=store.vector_of,
                                                    batch_size=batch_size, workers=workers)  # fmt: skip
     elif engine == "ray":
         batches = _on_ray(store, list(changed()), ray, shard_rows)

@@ -31,7 +31,11 @@ class SearchHit:
     paths: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "score": self.score, "sha256": self.sha256}
+        from ..video import parse_frame_name
+
+        frame = parse_frame_name(self.path)  # a video frame: which video, and when
+        where = {"video": frame[0], "time": frame[1]} if frame is not None else {}
+        return {"path": self.path, "score": self.score, "sha256": self.sha256, **where}
 
 
 @dataclass

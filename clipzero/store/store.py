@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import StoreError
+from ..video import source_file
+from . import database
 from .database import SCHEMA, SCHEMA_VERSION, add_rows, damaged_is_store_error, rebuild_index, save_tuned, writer_lock
-from .index_kinds import IndexSpec, index_ids, load_index, search_index
+from .index_kinds import IndexSpec, load_index, search_index
 from .records import AddReport, Record, SearchHit, StoredImage, canonical_path
 
 if TYPE_CHECKING:
@@ -79,15 +81,9 @@ class EmbeddingStore:
             meta = self._meta()
             if not meta:
                 assert encoder is not None
-                self._set_meta(
-                    schema_version=SCHEMA_VERSION,
-                    model_id=encoder.id,
-                    model_spec=encoder.spec,
-                    dim=encoder.embed_dim,
-                    index_kind=IndexSpec.parse(index).kind,
-                    revision=0,
-                    removed_revision=0,
-                )
+                self._set_meta(schema_version=SCHEMA_VERSION, model_id=encoder.id, model_spec=encoder.spec,
+                               dim=encoder.embed_dim, index_kind=IndexSpec.parse(index).kind, revision=0,
+                               removed_revision=0)  # fmt: skip
                 meta = self._meta()
         version = int(meta.get("schema_version", 0))
         if version > SCHEMA_VERSION:
@@ -190,6 +186,17 @@ class EmbeddingStore:
         return StoredImage(row[0], row[1], self._paths_of(row[0]), vector, json.loads(row[3]) if row[3] else None)
 
     @damaged_is_store_error
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, dict[int, list[str]], list[str]]:
+        """Every stored content at once: ids (n,), L2-normalised vectors (n, dim), each id's paths (sorted) and the
+        sha256 of each row."""
+        batches = list(database.vector_rows(self._db, self.dim)) or [(np.zeros(0, "i8"), np.zeros((0, self.dim), "f4"))]
+        paths: dict[int, list[str]] = {}
+        for path, image_id in self._db.execute("SELECT path, image_id FROM paths ORDER BY path"):
+            paths.setdefault(int(image_id), []).append(path)
+        shas = [r[0] for r in self._db.execute("SELECT sha256 FROM images ORDER BY id")]
+        return np.concatenate([i for i, _ in batches]), np.concatenate([v for _, v in batches]), paths, shas
+
+    @damaged_is_store_error
     def search(
         self,
         query: str | ImageSource | np.ndarray,
@@ -254,6 +261,7 @@ class EmbeddingStore:
         engine: str = "local",
         ray: Any = None,
         shard_rows: int = 1000,
+        **video: Any,
     ) -> AddReport:
         """Embed and store images; unchanged files and known content are not encoded again.
 
@@ -272,6 +280,7 @@ class EmbeddingStore:
             engine: ``local`` or ``ray``.
             ray: Ray options (engine ``ray``).
             shard_rows: engine ``ray``: rows per shard and per commit.
+            video: ``every`` and ``scenes``: how videos are sampled (frames stored as ``<video>#t=<seconds>``).
 
         Returns:
             An :class:`AddReport`; unreadable files are listed in ``failed`` with the reason, never raised.
@@ -283,7 +292,7 @@ class EmbeddingStore:
         with self.writer():
             self._refresh()
             report = add_images(self, paths, metadata=metadata, batch_size=batch_size, workers=workers,
-                                progress=progress, engine=engine, ray=ray, shard_rows=shard_rows)  # fmt: skip
+                                progress=progress, engine=engine, ray=ray, shard_rows=shard_rows, **video)  # fmt: skip
             self.save()
         return report
 
@@ -326,16 +335,9 @@ class EmbeddingStore:
         with self._transaction():
             for record in records:
                 if record.vector is not None and not self.knows(record.sha256):
-                    cursor = self._db.execute(
-                        "INSERT INTO images(sha256, bytes, added, vector, metadata) VALUES (?, ?, ?, ?, ?)",
-                        (
-                            record.sha256,
-                            record.nbytes,
-                            now,
-                            np.ascontiguousarray(record.vector, np.float32).tobytes(),
-                            blob,
-                        ),
-                    )
+                    vector = np.ascontiguousarray(record.vector, np.float32).tobytes()
+                    cursor = self._db.execute("INSERT INTO images(sha256, bytes, added, vector, metadata) VALUES "
+                                              "(?, ?, ?, ?, ?)", (record.sha256, record.nbytes, now, vector, blob))
                     added.append((int(cursor.lastrowid or 0), record.vector))
             self._db.executemany(
                 "INSERT OR REPLACE INTO paths(path, image_id, size, mtime_ns) "
@@ -380,7 +382,7 @@ class EmbeddingStore:
     @damaged_is_store_error
     def prune(self) -> int:
         """Forget paths whose files no longer exist. Returns how many were pruned."""
-        gone = [p for (p,) in self._db.execute("SELECT path FROM paths").fetchall() if not os.path.exists(p)]
+        gone = [p for (p,) in self._db.execute("SELECT path FROM paths") if not os.path.exists(source_file(p))]
         return self.remove(gone) if gone else 0
 
     def _drop_orphans(self) -> None:
@@ -411,12 +413,7 @@ class EmbeddingStore:
             StoreError: they disagree (never expected; reopening the store rebuilds the index).
         """
         self._refresh()
-        rows = sorted(int(r[0]) for r in self._db.execute("SELECT id FROM images"))
-        held = sorted(index_ids(self._index).tolist())
-        if rows != held:
-            raise StoreError(
-                f"store {self.path}: the index holds {len(held)} vectors and SQLite {len(rows)} rows, and they differ"
-            )
+        database.index_agrees(self._db, self._index, self.path)
 
     def close(self) -> None:
         self._db.close()

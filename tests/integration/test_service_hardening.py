@@ -58,8 +58,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (secret / "secret.png").write_bytes((EXAMPLES / "red-circle.png").read_bytes())
     os.mkfifo(secret / "pipe.png")
     store = root / "store"
+    copies = root / "copies"  # one picture twice: the store's duplicates
+    copies.mkdir()
+    (copies / "red-circle.png").write_bytes((EXAMPLES / "red-circle.png").read_bytes())
     add = subprocess.run(
-        [sys.executable, "-m", "clipzero", "index", "add", *map(str, sorted(EXAMPLES.glob("*.png"))), "--store",
+        [sys.executable, "-m", "clipzero", "index", "add", *map(str, sorted(EXAMPLES.glob("*.png"))),
+         str(copies / "red-circle.png"), "--store",
          str(store), "--model", "clipzero-shapes", "--quiet"],
         capture_output=True, text=True, env={**os.environ, "CLIPZERO_HOME": str(root / "home")}, timeout=300,
     )  # fmt: skip
@@ -167,6 +171,22 @@ def test_search_text_is_text_in_the_api_and_the_ui(server: Server) -> None:
     gallery = client.predict("red circle", None, 4, api_name="/search")
     assert len(gallery) == 4  # the search tab shows its results
     assert gallery[0]["caption"].startswith("red-circle.png")
+
+
+def test_duplicates_through_the_api_and_the_ui(server: Server) -> None:
+    from gradio_client import Client
+
+    reply = httpx.post(f"{server.url}/v1/dedup", json={}, headers=H, timeout=120)
+    assert reply.status_code == 200, reply.text
+    groups = reply.json()["groups"]
+    assert [g["kind"] for g in groups] == ["exact"]
+    assert sorted(Path(m["path"]).parent.name for m in groups[0]["members"]) == ["copies", "examples"]
+    assert httpx.post(f"{server.url}/v1/dedup", json={"threshold": 2}, headers=H).status_code == 422
+    assert httpx.post(f"{server.url}/v1/dedup", json={}).status_code == 401
+    summary, rows = Client(server.url, headers=H, verbose=False).predict(0.5, True, api_name="/dedup")
+    assert summary.startswith("1 group(s): 1 exact, 0 near; 1 of 8 image(s) could go")
+    assert rows.count('class="dedup-group"') == 1 and rows.count("data:image/jpeg;base64,") == 2
+    assert str(EXAMPLES) not in rows  # names, not server paths, reach the page
 
 
 # -- one key for every door -------------------------------------------------------------------------------------

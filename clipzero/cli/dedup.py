@@ -1,0 +1,62 @@
+"""``clipzero dedup``: groups of duplicate images in a store (the same file twice, and near-duplicates)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import options
+
+__all__ = ["COMMANDS", "add_parsers"]
+
+
+def add_parsers(commands: Any) -> None:
+    dedup = commands.add_parser(
+        "dedup",
+        help="find duplicate and near-duplicate images in a store",
+        description="Exact duplicates (the same bytes under several paths) and near-duplicates (resized, "
+        "re-compressed, cropped a little or lightly edited copies): candidates by a FAISS range search over the "
+        "store's vectors, each checked on its pixels, grouped around the image to keep (the largest, then the "
+        "sharpest). Nothing is deleted: the groups are printed or written with --out.",
+    )
+    options.add_store_option(dedup, "the store directory (default: $CLIPZERO_HOME/store)")
+    dedup.add_argument("--threshold", "-t", type=float, metavar="T", help="the cosine similarity at which two "
+                       "images become candidates (default: measured for the store's model family)")  # fmt: skip
+    dedup.add_argument("--exact-only", action="store_true", help="only byte-identical files")
+    dedup.add_argument("--no-verify", dest="verify", action="store_false",
+                       help="skip the pixel check: the embedding cut alone decides (more merely similar images)")
+    dedup.add_argument("--out", "-o", type=Path, metavar="FILE", help="write the groups to FILE (.json or .csv)")
+    dedup.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def cmd_dedup(args: argparse.Namespace, out: TextIO) -> int:
+    from ..dedup import find_duplicates, write_report
+    from ..errors import ConfigError
+    from ..store import EmbeddingStore
+
+    if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
+        raise ConfigError(f"--threshold {args.threshold}: a cosine similarity in (0, 1]")
+    if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
+        raise ConfigError(f"--out {args.out}: use a .json or .csv file")
+    with EmbeddingStore(options.existing_store(args)) as store:
+        report = find_duplicates(store, args.threshold, exact_only=args.exact_only, verify=args.verify)
+    if args.out is not None:
+        write_report(report, args.out)
+    if args.json:
+        json.dump(report.to_dict(), out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return 0
+    for number, group in enumerate(report.groups, 1):
+        out.write(f"group {number} ({group.kind}): keep {group.keep.path} ({group.keep.width}x{group.keep.height})\n")
+        for member in group.others:
+            out.write(f"  {member.similarity:6.3f}  {member.path}\n")
+    exact = sum(g.kind == "exact" for g in report.groups)
+    out.write(f"{len(report.groups)} group(s) ({exact} exact, {len(report.groups) - exact} near) among "
+              f"{report.images} image(s); {report.redundant} could go; candidate cut {report.threshold}"
+              + (f"; written to {args.out}" if args.out else "") + "\n")  # fmt: skip
+    return 0
+
+
+COMMANDS = {"dedup": cmd_dedup}
