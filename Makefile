@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/shapes_quality.py
 	$(BIN)/python benchmarks/rejection.py
 	$(BIN)/python benchmarks/store_search.py
+	$(BIN)/python benchmarks/dedup.py
+	$(BIN)/python benchmarks/video.py
 	$(BIN)/python benchmarks/classify_cache.py
 	$(BIN)/python benchmarks/adaptation.py
 	$(BIN)/python benchmarks/service_load.py
