@@ -93,12 +93,12 @@ def describe_model(spec: str | None = None) -> ModelInfo:
         ModelNotFoundError: the spec names nothing known.
     """
     from .config import load_settings
-    from .models import build_open_clip, canonical_id, is_cached, parse_spec
+    from .models import build_model, canonical_id, is_cached, parse_spec
 
     parsed = parse_spec(spec or load_settings().model)
     # Sizes and costs do not depend on the weights: never download them just to describe a model.
     loaded = parsed.kind != "pretrained" or is_cached(parsed)
-    model, _, tokenizer, arch, model_id = build_open_clip(parsed, load_weights=loaded)
+    model, _, tokenizer, arch, model_id = build_model(parsed, load_weights=loaded)
     model.eval()
     visual: Any = model.visual
     total = _count(model)

@@ -6,6 +6,8 @@ A model spec is one string:
 * ``hf-hub:ORG/REPO``: an open_clip model on the Hugging Face hub;
 * a directory holding ``open_clip_config.json`` and weights (``local-dir:`` prefix optional);
 * ``ARCH:/path/to/weights.safetensors`` (or ``.pt``, ``.bin``): local weights for an open_clip architecture;
+* ``hf-transformers:ORG/NAME``, or a folder written by transformers' ``save_pretrained``: a CLIP, Chinese-CLIP,
+  SigLIP or AltCLIP model of the transformers library (:mod:`clipzero.transformers_family`);
 * a name registered with :func:`register_model` or under ``[models]`` in the config file.
 
 Weights are looked for in the local caches first; an uncached model on an offline machine is a fast, clear
@@ -28,6 +30,7 @@ from . import hub
 from .backend import arch_needs, folder_needs, open_clip_module
 from .config import load_settings
 from .errors import ClipzeroError, ModelLoadError, ModelNotFoundError, ModelUnavailableError
+from .transformers_family import PREFIX, is_transformers_folder, load_transformers, repo_is_cached, split_spec
 
 if TYPE_CHECKING:
     from .encoder import Encoder
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ModelSpec",
     "RegisteredModel",
+    "build_model",
     "build_open_clip",
     "canonical_id",
     "is_cached",
@@ -103,7 +107,7 @@ class ModelSpec:
 
     Attributes:
         text: the spec as given.
-        kind: ``pretrained``, ``hf-hub``, ``local-dir`` or ``local-file``.
+        kind: ``pretrained``, ``hf-hub``, ``local-dir``, ``local-file`` or ``transformers``.
         arch: the open_clip architecture (pretrained, local-file).
         tag: the pretrained tag (pretrained).
         repo: the hub repository (hf-hub).
@@ -156,9 +160,14 @@ def parse_spec(spec: str) -> ModelSpec:
         if repo.count("/") != 1:
             raise ModelNotFoundError(f"model spec {spec!r}: expected hf-hub:ORG/REPO")
         return ModelSpec(text=text, kind="hf-hub", repo=repo)
+    if text.startswith(PREFIX):  # a transformers CLIP-family model: a hub repository or a save_pretrained folder
+        folder, name = split_spec(text)
+        return ModelSpec(text=text, kind="transformers", path=folder, repo=name)
     if text.startswith("local-dir:"):
         text = text[len("local-dir:") :]
     path = Path(text).expanduser()
+    if path.is_dir() and is_transformers_folder(path) and not (path / _HUB_CONFIG).is_file():
+        return ModelSpec(text=spec, kind="transformers", path=path)
     if path.is_dir():
         if not (path / _HUB_CONFIG).is_file():
             raise ModelNotFoundError(f"model directory {path} has no {_HUB_CONFIG} (open_clip's config format)")
@@ -275,8 +284,10 @@ def load_model(
     from .encoder import Encoder
 
     parsed = parse_spec(spec or load_settings().model)
-    model, preprocess, tokenizer, arch, model_id = build_open_clip(parsed)
+    model, preprocess, tokenizer, arch, model_id = build_model(parsed)
     model_id = canonical_id(parsed, model_id)
+    if adapter is not None and parsed.kind == "transformers":
+        raise ModelLoadError("LoRA adapters (clipzero finetune lora) are for open_clip models, not transformers ones")
     if adapter is not None:
         from .finetune.lora import adapter_digest, merge_adapter
 
@@ -296,6 +307,14 @@ def canonical_id(parsed: ModelSpec, model_id: str) -> str:
     if parsed.name and "@sha256:" in model_id:
         return parsed.name + model_id[model_id.index("@sha256:") :]
     return model_id
+
+
+def build_model(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, Any, Any, str, str]:
+    """(model, preprocess, tokenizer, arch, id), fp32 on the CPU, for any spec: a transformers model (always with
+    its weights), else :func:`build_open_clip`."""
+    if parsed.kind != "transformers":
+        return build_open_clip(parsed, load_weights)
+    return load_transformers(parsed.text, parsed.path, parsed.repo)
 
 
 def build_open_clip(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, Any, Any, str, str]:
@@ -375,14 +394,12 @@ def _read_config(folder: Path) -> dict[str, dict[str, object]]:
 
 def is_cached(parsed: ModelSpec) -> bool:
     """True when the model loads with no network: local files, or weights already in a local cache."""
-    open_clip = open_clip_module()
-
-    if parsed.kind in ("local-dir", "local-file"):
-        return True
+    if parsed.kind in ("local-dir", "local-file") or parsed.kind == "transformers":
+        return parsed.path is not None or repo_is_cached(parsed.repo or "")
     if parsed.kind == "hf-hub":
         assert parsed.repo
         return all(hub.cached_hub_file(parsed.repo, files) for files in ([_HUB_CONFIG], list(hub.HUB_WEIGHTS)))
-    cfg = open_clip.get_pretrained_cfg(parsed.arch or "", parsed.tag or "")
+    cfg = open_clip_module().get_pretrained_cfg(parsed.arch or "", parsed.tag or "")
     if cfg.get("file"):
         return Path(cfg["file"]).is_file()
     if cfg.get("hf_hub"):
