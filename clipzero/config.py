@@ -31,7 +31,7 @@ __all__ = [
 #: The default for users with internet: the open_clip pretrained model with the best ImageNet zero-shot top-1 at
 #: about ViT-B/32 cost (72.8%, against 66.6% for ViT-B-32 laion2b_s34b_b79k and 63.3% for OpenAI's ViT-B/32).
 DEFAULT_MODEL = "ViT-B-32-256:datacomp_s34b_b86k"
-DEFAULT_TEMPLATES = "ensemble-en"
+DEFAULT_TEMPLATES = "auto"  # ensemble-en, and ensemble-zh for each Chinese label (clipzero.languages)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 

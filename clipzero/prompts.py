@@ -20,7 +20,7 @@ import os
 import string
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ class TemplateSet:
     per_label: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     language: str | None = None
     description: str = ""
+    follows_labels: bool = field(default=False, compare=False)  # the auto set: Chinese labels take ensemble-zh
     _lookup: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -183,8 +184,8 @@ def _find_builtin(name: str) -> Path | None:
 
 
 def list_template_sets() -> list[str]:
-    """Names of the built-in template sets, sorted."""
-    names = set(_CODE_SETS)
+    """Names of the built-in template sets, sorted (``auto`` among them: the default)."""
+    names = set(_CODE_SETS) | {"auto"}
     for folder in template_search_path():
         if folder.is_dir():
             names.update(p.stem for p in folder.iterdir() if p.suffix in _SUFFIXES)
@@ -195,8 +196,9 @@ def load_templates(spec: str | os.PathLike[str] | TemplateSet | Iterable[str]) -
     """Load a template set by built-in name or from a file, or validate templates given in code.
 
     Args:
-        spec: a built-in name (``photo``, ``ensemble-en``, ``ensemble-zh``, ``openai-imagenet``, ...), a path to
-            a ``.txt``, ``.json`` or ``.yaml`` file, a :class:`TemplateSet`, or a list of template strings.
+        spec: a built-in name (``photo``, ``ensemble-en``, ``ensemble-zh``, ``openai-imagenet``, ...), ``auto``
+            (``ensemble-en``, with Chinese labels taking ``ensemble-zh``), a path to a ``.txt``, ``.json`` or
+            ``.yaml`` file, a :class:`TemplateSet`, or a list of template strings.
 
     Returns:
         The validated set.
@@ -211,6 +213,8 @@ def load_templates(spec: str | os.PathLike[str] | TemplateSet | Iterable[str]) -
     """
     if isinstance(spec, TemplateSet):
         return spec
+    if spec == "auto":  # the default: ensemble-en, and each Chinese label its ensemble-zh (clipzero.languages)
+        return replace(load_templates("ensemble-en"), name="auto", follows_labels=True)
     if isinstance(spec, (str, os.PathLike)):
         text = os.fspath(spec)
         path = Path(text).expanduser()

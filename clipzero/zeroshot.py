@@ -21,6 +21,7 @@ import numpy as np
 from .errors import AdapterError, ClipzeroWarning, ConfigError, ImageError, LabelError
 from .images import ImageSource
 from .labelcache import LabelCache, default_label_cache, memory_label_cache
+from .languages import choose_templates, warn_if_english_only
 from .prompts import TemplateSet, load_templates, normalize_label
 from .rejection import Rejection, RejectionRule, check_reject, reference_rule
 
@@ -162,7 +163,7 @@ class ZeroShotClassifier:
         self,
         encoder: Encoder,
         labels: Iterable[str],
-        templates: str | os.PathLike[str] | TemplateSet | Sequence[str] = "ensemble-en",
+        templates: str | os.PathLike[str] | TemplateSet | Sequence[str] = "auto",
         *,
         batch_size: int = 256,
         label_cache: LabelCache | bool = True,
@@ -175,7 +176,10 @@ class ZeroShotClassifier:
         self.encoder = encoder
         self._text_slot = text_slot
         self.labels = clean_labels(labels)
-        self.templates = load_templates(templates)
+        # The auto set (the default) gives each Chinese label the Chinese templates; a chosen set holds for all.
+        self.templates, self.label_templates, self.template_note = choose_templates(load_templates(templates),
+                                                                                    self.labels)  # fmt: skip
+        warn_if_english_only(encoder, self.labels)
         if label_cache is True:
             label_cache = default_label_cache()
         self.label_cache = label_cache if isinstance(label_cache, LabelCache) else None
@@ -187,9 +191,8 @@ class ZeroShotClassifier:
         return self.encoder.logit_bias is not None
 
     def _class_embeddings(self, batch_size: int) -> np.ndarray:
-        key_of = {
-            label: (self.encoder.id, self.templates.content_hash, normalize_label(label)) for label in self.labels
-        }
+        sets = {label: self.label_templates.get(label, self.templates) for label in self.labels}
+        key_of = {label: (self.encoder.id, sets[label].content_hash, normalize_label(label)) for label in self.labels}
         keys = list(key_of.values())
         # (model id, template-set content hash, normalised label) -> class vector (dim,), float32, unit length.
         vectors = memory_label_cache().get_many(keys)
@@ -199,7 +202,7 @@ class ZeroShotClassifier:
             vectors.update(from_disk)
         missing = [label for label in self.labels if key_of[label] not in vectors]
         if missing:
-            prompts_per_label = [self.templates.prompts_for(label) for label in missing]
+            prompts_per_label = [sets[label].prompts_for(label) for label in missing]
             self._warn_long(missing, prompts_per_label)
             flat = [prompt for prompts in prompts_per_label for prompt in prompts]
             with self._text_slot or nullcontext():

@@ -16,6 +16,8 @@ __all__ = ["COMMANDS", "add_parsers"]
 def add_parsers(commands: Any) -> None:
     models = commands.add_parser("models", help="list the models that can be loaded, and which are cached")
     models.add_argument("--cached", action="store_true", help="only models that load without network")
+    models.add_argument("--chinese", action="store_true", help="only models that read Chinese, with their published "
+                        "zero-shot figures and sources")  # fmt: skip
     models.add_argument("--json", action="store_true", help="print JSON")
 
     info = commands.add_parser("info", help="parameters, memory by precision and FLOPs of a model")
@@ -44,7 +46,7 @@ def cmd_examples(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
     from ..catalog import list_models
 
-    entries = list_models(cached_only=args.cached)
+    entries = [e for e in list_models(cached_only=args.cached) if e.chinese or not args.chinese]
     if not entries:
         sys.stderr.write("clipzero: no models are cached here yet\n")
     if args.json:
@@ -53,7 +55,8 @@ def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
     width = max((len(e.spec) for e in entries), default=10)
     for e in entries:
         note = f"  {e.description}" if e.description else ""
-        out.write(f"{e.spec:<{width}}  {e.kind:<10}  {'cached' if e.cached else '-':<6}{note}\n")
+        out.write(f"{e.spec:<{width}}  {e.kind:<12}  {'cached' if e.cached else '-':<6}  "
+                  f"{'中文' if e.chinese else '  '}{note}\n")  # fmt: skip
     return 0
 
 

@@ -84,8 +84,8 @@ def add_templates_option(parser: argparse.ArgumentParser) -> None:
         "--templates",
         "-t",
         metavar="NAME|PATH",
-        help="template set: photo, ensemble-en, ensemble-zh, openai-imagenet, ... or a file (default: "
-        "$CLIPZERO_TEMPLATES, the config file, else ensemble-en)",
+        help="template set: auto, photo, ensemble-en, ensemble-zh, openai-imagenet, ... or a file (default: "
+        "$CLIPZERO_TEMPLATES, the config file, else auto: ensemble-en, and ensemble-zh for each Chinese label)",
     )
 
 
@@ -173,6 +173,13 @@ def add_video_options(parser: argparse.ArgumentParser) -> None:
                         help="video files: a frame every SECONDS (default 2), plus one at each scene change")
     parser.add_argument("--no-scenes", dest="scenes", action="store_false",
                         help="video files: no extra frames at scene changes")
+
+
+def note_templates(classifier: Any) -> None:
+    """Say on stderr which templates Chinese labels took when no template set was given."""
+    note = getattr(classifier, "template_note", "")
+    if note:
+        sys.stderr.write(f"clipzero: {note}\n")
 
 
 def default_store() -> Path:

@@ -19,7 +19,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_without_a_file() -> None:
     settings = load_settings()
-    assert settings.model == DEFAULT_MODEL and settings.precision == "auto" and settings.templates == "ensemble-en"
+    assert settings.model == DEFAULT_MODEL and settings.precision == "auto" and settings.templates == "auto"
 
 
 def test_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
