@@ -98,7 +98,7 @@ def describe_model(spec: str | None = None) -> ModelInfo:
     parsed = parse_spec(spec or load_settings().model)
     # Sizes and costs do not depend on the weights: never download them just to describe a model.
     loaded = parsed.kind != "pretrained" or is_cached(parsed)
-    model, _, tokenizer, arch, model_id = build_model(parsed, load_weights=loaded)
+    model, preprocess, tokenizer, arch, model_id = build_model(parsed, load_weights=loaded)
     model.eval()
     visual: Any = model.visual
     total = _count(model)
@@ -108,7 +108,9 @@ def describe_model(spec: str | None = None) -> ModelInfo:
     side = int(size[0] if isinstance(size, (tuple, list)) else size)
     context = int(getattr(tokenizer, "context_length", 77))
     memory = memory_by_precision(model)
-    gflops_image = _flops(model.encode_image, torch.zeros(1, 3, side, side))
+    from PIL import Image
+
+    gflops_image = _flops(model.encode_image, preprocess(Image.new("RGB", (side, side)))[None])
     gflops_prompt = _flops(model.encode_text, tokenizer(["x " * context]))
     with torch.inference_mode():
         embed_dim = int(model.encode_text(tokenizer(["a"])).shape[-1])

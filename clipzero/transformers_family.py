@@ -1,13 +1,14 @@
 """CLIP-family models from the transformers library, behind the same :class:`~clipzero.encoder.Encoder`.
 
 ``--model hf-transformers:ORG/NAME`` (a hub repository) or a local folder written by ``save_pretrained`` (with or
-without the prefix) loads ``CLIPModel``, ``ChineseCLIPModel``, ``SiglipModel`` or ``AltCLIPModel`` with the
+without the prefix) loads ``CLIPModel``, ``ChineseCLIPModel``, ``SiglipModel``, ``Siglip2Model`` (NaFlex: each image
+as patches at its own aspect ratio) or ``AltCLIPModel`` with the
 repository's own image processor and tokenizer. The same rules hold as for open_clip models: the hub cache first, a
 fast clear error offline, weights from safetensors only (no pickles), every precision, the label cache and stores
 keyed by the model's id (``hf-transformers:ORG/NAME@<revision>``, or the weights' hash for a folder).
 
-Scores follow the family: CLIP, Chinese-CLIP and AltCLIP take a softmax over ``logit_scale x cosine``; SigLIP scores
-each label on its own with a sigmoid of ``logit_scale x cosine + logit_bias``.
+Scores follow the family: CLIP, Chinese-CLIP and AltCLIP take a softmax over ``logit_scale x cosine``; SigLIP and
+SigLIP 2 score each label on its own with a sigmoid of ``logit_scale x cosine + logit_bias``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ FAMILIES = {
     "clip": "CLIPModel",
     "chinese_clip": "ChineseCLIPModel",
     "siglip": "SiglipModel",
+    "siglip2": "Siglip2Model",
     "altclip": "AltCLIPModel",
 }
 
@@ -130,6 +132,11 @@ class TransformersCLIP(torch.nn.Module):
         return getattr(self.inner, "logit_bias", None)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.family == "siglip2":  # (n, patches, values + mask + 2 shape numbers), as preprocess packs them
+            values = pixels.shape[-1] - 3
+            return _features(self.inner.get_image_features(
+                pixel_values=pixels[..., :values], pixel_attention_mask=pixels[..., values].round().long(),
+                spatial_shapes=pixels[:, 0, values + 1 :].float().round().long()))  # fmt: skip
         return _features(self.inner.get_image_features(pixel_values=pixels))
 
     def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
@@ -216,13 +223,22 @@ def build_transformers(folder: Path, model_id: str) -> tuple[Any, Any, Any, str,
     model = TransformersCLIP(inner, family, pad_id, None if eos_id is None else int(eos_id), side, use_mask)
 
     def preprocess(image: Any) -> torch.Tensor:
-        return images(images=image, return_tensors="pt")["pixel_values"][0]
+        found = images(images=image, return_tensors="pt")
+        if family != "siglip2":
+            return found["pixel_values"][0]
+        # NaFlex: patches, which of them are real, and the patch grid's shape, packed into one tensor per image so
+        # that the pipeline can batch them like any other.
+        patches, mask = found["pixel_values"][0].float(), found["pixel_attention_mask"][0].float()
+        shape = found["spatial_shapes"][0].float().expand(patches.shape[0], 2)
+        return torch.cat([patches, mask[:, None], shape], dim=1)
 
-    tokenizer = _Tokenizer(words, context, full_length=family == "siglip")
+    tokenizer = _Tokenizer(words, context, full_length=family in ("siglip", "siglip2"))
     return model, preprocess, tokenizer, f"transformers/{family}", model_id
 
 
 def _input_side(processor: Any, inner: Any) -> int:
+    if getattr(processor, "max_num_patches", None):  # NaFlex: about this many pixels on a side at most
+        return int(processor.max_num_patches**0.5 * processor.patch_size)
     size = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
     if isinstance(size, dict):
         for key in ("height", "shortest_edge", "width"):

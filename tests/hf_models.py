@@ -32,7 +32,7 @@ def _tokenizer(folder: Path, pad: str, bos: str, eos: str, unk: str, wrap: bool)
 
 
 def save_tiny(family: str, folder: Path, seed: int = 0) -> Path:
-    """A tiny model of ``family`` (clip, chinese_clip, siglip, altclip) saved in ``folder``. The CLIP one pads
+    """A tiny model of ``family`` (clip, chinese_clip, siglip, siglip2, altclip) saved in ``folder``. The CLIP one pads
     with its end token, as OpenAI's CLIP tokenizer does."""
     import torch
     import transformers as tf
@@ -59,6 +59,14 @@ def save_tiny(family: str, folder: Path, seed: int = 0) -> Path:
             model.logit_bias.fill_(-1.5)
             model.logit_scale.fill_(2.0)
         processor = tf.SiglipImageProcessor(size={"height": 32, "width": 32})
+    elif family == "siglip2":  # NaFlex: images as up to 16 patches of 8 px at their own aspect ratio
+        n = _tokenizer(folder, "[PAD]", "[CLS]", "[SEP]", "[UNK]", wrap=False)
+        text = {**_TOWER, "vocab_size": n, "max_position_embeddings": 16, "pad_token_id": 0}
+        model = tf.Siglip2Model(tf.Siglip2Config(text_config=text, vision_config={**_TOWER, "patch_size": 8,
+                                                                                  "num_patches": 16}))  # fmt: skip
+        with torch.no_grad():
+            model.logit_bias.fill_(-1.5)
+        processor = tf.Siglip2ImageProcessor(patch_size=8, max_num_patches=16)
     elif family == "altclip":
         n = _tokenizer(folder, "<pad>", "<s>", "</s>", "<unk>", wrap=True)
         text = {**_TOWER, "vocab_size": n, "max_position_embeddings": 24, "pad_token_id": 0, "project_dim": 24}
