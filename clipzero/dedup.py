@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
+from .video import parse_frame_name, source_file
 
 if TYPE_CHECKING:
     from .store import EmbeddingStore
@@ -151,8 +152,15 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
     ids, vectors, paths, shas = store.vectors()
     report = DedupReport(cut, len(ids))
     looks = _Looks()
+    videos: set[tuple[str, ...]] = set()
     for row, image_id in enumerate(ids.tolist()):
         names = paths.get(image_id, [])
+        if len(names) > 1 and any(parse_frame_name(n) for n in names):  # copies of one video share every frame
+            files = tuple(sorted({source_file(n) for n in names}))
+            if len(files) < 2 or files in videos:
+                continue
+            videos.add(files)
+            names = list(files)  # one group per set of video copies, naming the files
         if len(names) > 1:
             report.groups.append(_ranked("exact", [looks.member(p, 1.0, shas[row]) for p in names]))
     if not exact_only and len(ids) > 1:

@@ -90,6 +90,19 @@ def test_frames_are_stored_and_found_with_their_time(clip: Path, tmp_path: Path)
     assert "pruned 0 path(s)" in prune.stdout  # frames are kept while their video is there
 
 
+def test_two_copies_of_a_video_are_one_exact_group(clip: Path, tmp_path: Path) -> None:
+    from clipzero import EmbeddingStore, find_duplicates, load_model
+
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(clip.read_bytes())
+    with EmbeddingStore(tmp_path / "store", load_model("clipzero-shapes")) as store:
+        store.add([str(clip), str(copy)])
+        report = find_duplicates(store)
+    assert [(g.kind, sorted(m.path for m in g.members)) for g in report.groups] == [
+        ("exact", sorted([str(clip.resolve()), str(copy.resolve())]))
+    ]
+
+
 def test_broken_videos_are_reported_like_bad_images(clip: Path, tmp_path: Path) -> None:
     fake = tmp_path / "fake.mp4"
     fake.write_bytes(b"this is not a video at all" * 10)
