@@ -20,6 +20,7 @@ from .errors import ConfigError
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_TEMPLATES",
+    "DEFAULT_VIDEO_EVERY_S",
     "ENV",
     "PRECISIONS",
     "Settings",
@@ -32,6 +33,8 @@ __all__ = [
 #: about ViT-B/32 cost (72.8%, against 66.6% for ViT-B-32 laion2b_s34b_b79k and 63.3% for OpenAI's ViT-B/32).
 DEFAULT_MODEL = "ViT-B-32-256:datacomp_s34b_b86k"
 DEFAULT_TEMPLATES = "auto"  # ensemble-en, and ensemble-zh for each Chinese label (clipzero.languages)
+#: Video files are sampled every this many seconds (and at scene changes): `--every`, and every function's default.
+DEFAULT_VIDEO_EVERY_S = 2.0
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "DedupReport",
     "DuplicateGroup",
     "GroupMember",
+    "check_request",
     "default_threshold",
     "find_duplicates",
     "write_report",
@@ -127,6 +128,18 @@ def default_threshold(model: str) -> float:
     return MEASURED_THRESHOLDS.get(family, DEFAULT_THRESHOLD)
 
 
+def check_request(threshold: float | None = None, out: str | os.PathLike[str] | None = None) -> None:
+    """A dedup request that can be carried out: a candidate cut in (0, 1], a report file ending in .json or .csv.
+
+    Raises:
+        ConfigError: either is not.
+    """
+    if threshold is not None and not 0.0 < float(threshold) <= 1.0:
+        raise ConfigError(f"--threshold {threshold}: a cosine similarity in (0, 1]")
+    if out is not None and Path(out).suffix.lower() not in (".json", ".csv"):
+        raise ConfigError(f"--out {out}: use a .json or .csv file")
+
+
 def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, exact_only: bool = False,
                     verify: bool = True, layout_cut: float = LAYOUT_CUT) -> DedupReport:  # fmt: skip
     """Group a store's duplicate images.
@@ -145,9 +158,8 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
     Raises:
         ConfigError: a threshold outside (0, 1].
     """
+    check_request(threshold)
     cut = default_threshold(store.model_id) if threshold is None else float(threshold)
-    if not 0.0 < cut <= 1.0:
-        raise ConfigError(f"--threshold {threshold}: a cosine similarity in (0, 1]")
     start = time.perf_counter()
     ids, vectors, paths, shas = store.vectors()
     report = DedupReport(cut, len(ids))
@@ -183,7 +195,8 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
                     break
                 members = [looks.member(first[r], 1.0, shas[r]) for r in group]
                 keep_row = group[members.index(_best(members))]
-                scored = [_member_with(m, float(vectors[r] @ vectors[keep_row])) for m, r in zip(members, group)]
+                scored = [replace(m, similarity=min(float(vectors[r] @ vectors[keep_row]), 1.0))
+                          for m, r in zip(members, group)]  # fmt: skip
                 report.groups.append(_ranked("near", scored))
                 left -= set(group)
     report.groups.sort(key=lambda g: (g.kind != "exact", -len(g.others), g.keep.path))
@@ -220,17 +233,20 @@ class _Looks:
 
 
 def _look(path: str) -> tuple[int, int, float, np.ndarray, np.ndarray] | None:
+    import io
+
     from PIL import Image
 
     from .errors import ImageError
-    from .images import load_image
+    from .images import load_image, read_image_file
 
     try:
-        image = load_image(path, draft=(256, 256))
+        data = read_image_file(path)[0]  # read once: for the header's size and for the pixels
+        image = load_image(data, draft=(256, 256), name=path)
     except (ImageError, OSError, ValueError):
         return None
     try:
-        with Image.open(path) as header:
+        with Image.open(io.BytesIO(data)) as header:
             width, height = header.size  # the file's own size (a JPEG decodes at a reduced scale here)
     except Exception:  # RAW, HEIC without the plugin registered, ...: the decoded size
         width, height = image.size
@@ -332,11 +348,6 @@ def _best(members: list[GroupMember]) -> GroupMember:
     return max(members, key=_rank)
 
 
-def _member_with(member: GroupMember, similarity: float) -> GroupMember:
-    return GroupMember(member.path, min(similarity, 1.0), member.sha256, member.width, member.height,
-                       member.sharpness, member.readable)  # fmt: skip
-
-
 def _ranked(kind: str, members: list[GroupMember]) -> DuplicateGroup:
     best = _best(members)
     others = sorted((m for m in members if m is not best), key=lambda m: (-m.similarity, m.path))
@@ -350,10 +361,11 @@ def write_report(report: DedupReport, out: str | os.PathLike[str]) -> Path:
     import io
     import json
 
+    check_request(out=out)
     target = Path(out)
     if target.suffix.lower() == ".json":
         text = json.dumps(report.to_dict(), ensure_ascii=False, indent=1) + "\n"
-    elif target.suffix.lower() == ".csv":
+    else:  # .csv: check_request allows no other ending
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["group", "kind", "keep", "path", "is_keep", "similarity", "width", "height", "sharpness",
@@ -363,8 +375,6 @@ def write_report(report: DedupReport, out: str | os.PathLike[str]) -> Path:
                 writer.writerow([number, group.kind, group.keep.path, m.path, m is group.keep, f"{m.similarity:.4f}",
                                  m.width, m.height, f"{m.sharpness:.2f}", m.sha256])  # fmt: skip
         text = buffer.getvalue()
-    else:
-        raise ConfigError(f"--out {target}: use a .json or .csv file")
     temporary = target.with_name(f".{target.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(target)

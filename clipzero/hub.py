@@ -8,10 +8,12 @@ missing, the hub is probed once with a short timeout, and an unreachable hub is 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import urllib.error
 import urllib.request
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import ModelUnavailableError
@@ -21,6 +23,8 @@ __all__ = [
     "OFFLINE_MODEL",
     "cached_hub_file",
     "fetch_hub_extras",
+    "file_sha256",
+    "files_digest",
     "hub_cache_dir",
     "hub_endpoint",
     "hub_offline",
@@ -34,6 +38,29 @@ __all__ = [
 
 PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "true", "yes", "on"}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """A file's sha256 (hex), remembered by path, size and modification time: a file is read once per change."""
+    stat = os.stat(path)
+    return _file_sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def files_digest(*paths: str | os.PathLike[str]) -> str:
+    """A short hash (16 hex digits) of several files' contents, in order: the id of weights on disk."""
+    combined = hashlib.sha256()
+    for path in paths:
+        combined.update(file_sha256(path).encode())
+    return combined.hexdigest()[:16]
 
 
 def hub_cache_dir() -> Path:

@@ -35,6 +35,7 @@ __all__ = [
     "read_image_file",
     "release_memory",
     "source_name",
+    "thumbnail",
     "to_rgb",
 ]
 
@@ -154,6 +155,17 @@ def load_image(
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(name, _describe(exc)) from exc
+
+
+def thumbnail(source: ImageSource, side: int = 256, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """A small RGB copy of an image, at most ``side`` pixels on a side (decoded at draft size: cheap for a JPEG).
+
+    Raises:
+        ImageError: as :func:`load_image`.
+    """
+    image = load_image(source, max_pixels=max_pixels, draft=(side, side))
+    image.thumbnail((side, side))
+    return image
 
 
 def _reduce(image: Image.Image, draft: tuple[int, int]) -> Image.Image:

@@ -17,12 +17,10 @@ Weights are looked for in the local caches first; an uncached model on an offlin
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,23 +223,6 @@ def _arch_for_file(path: Path) -> str:
     )
 
 
-@lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _digest(*paths: Path) -> str:
-    combined = hashlib.sha256()
-    for path in paths:
-        stat = path.stat()
-        combined.update(_file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns).encode())
-    return combined.hexdigest()[:16]
-
-
 def _matching_arch(model_cfg: dict[str, object]) -> str:
     open_clip = open_clip_module()
 
@@ -338,7 +319,7 @@ def build_open_clip(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, 
     elif parsed.kind == "local-file":
         assert parsed.arch and parsed.path
         name, arch = parsed.arch, parsed.arch
-        model_id = f"{arch}@sha256:{_digest(parsed.path)}"
+        model_id = f"{arch}@sha256:{hub.files_digest(parsed.path)}"
         if load_weights:
             kwargs["pretrained"] = str(parsed.path)
     else:
@@ -351,7 +332,7 @@ def build_open_clip(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, 
             model_id = f"hf-hub:{parsed.repo}"
         else:
             weights = [p for p in sorted(folder.iterdir()) if p.suffix in _WEIGHT_SUFFIXES]
-            model_id = f"{arch}@sha256:{_digest(folder / _HUB_CONFIG, *weights)}"
+            model_id = f"{arch}@sha256:{hub.files_digest(folder / _HUB_CONFIG, *weights)}"
         kwargs["load_weights"] = load_weights
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, device="cpu", precision="fp32", **kwargs)

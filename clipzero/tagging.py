@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import DEFAULT_VIDEO_EVERY_S
 from .errors import ConfigError, StoreError
 from .pipeline import Embedded, embed
 from .zeroshot import Prediction, ZeroShotClassifier, predict_embedded
@@ -206,12 +207,14 @@ def tag_images(
                 failure = TagFailure(item.name, item.error or "unknown error")
                 summary.failed += 1
                 summary.failures.append(failure)
+                if videos is not None:
+                    videos.note(failure)
                 yield failure
             else:
                 summary.tagged += 1
                 result = TagResult(item.name, item.sha256, prediction, next(reranked))
                 if videos is not None:
-                    videos.note(result.to_dict())
+                    videos.note(result)
                 yield result
         yield from _finished_videos(videos, summary)
         summary.elapsed = time.perf_counter() - start
@@ -239,7 +242,7 @@ def tag_into(
     batch_size: int = 32,
     summary: TagSummary | None = None,
     on_progress: Callable[[int, int, TagSummary], None] | None = None,
-    every: float = 2.0,
+    every: float = DEFAULT_VIDEO_EVERY_S,
     scenes: bool = True,
     **options: Any,
 ) -> TagSummary:
@@ -280,7 +283,7 @@ def tag_into(
                 writer.write_error(result.to_dict())
             else:
                 writer.write(result.to_dict())
-            handled += not (isinstance(result, TagResult) and parse_frame_name(result.path) is not None)
+            handled += parse_frame_name(result.path) is None  # an input: an image, a video's summary or failure
             if n % batch_size == 0 or handled == len(todo):
                 writer.flush()
                 if on_progress is not None:

@@ -13,7 +13,6 @@ SigLIP 2 score each label on its own with a sigmoid of ``logit_scale x cosine + 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -249,9 +248,5 @@ def _input_side(processor: Any, inner: Any) -> int:
 
 def folder_id(folder: Path) -> str:
     """A local folder's id: its family and the hash of its config and weights (so two versions never mix)."""
-    digest = hashlib.sha256()
-    for path in [folder / "config.json", *sorted(folder.glob("*.safetensors"))]:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return f"{PREFIX}{_model_type(folder)}@sha256:{digest.hexdigest()[:16]}"
+    digest = hub.files_digest(folder / "config.json", *sorted(folder.glob("*.safetensors")))
+    return f"{PREFIX}{_model_type(folder)}@sha256:{digest}"

@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .config import DEFAULT_VIDEO_EVERY_S
 from .errors import ImageError
 from .extras import installed
 from .formats import VIDEO_SUFFIXES
+from .hub import file_sha256
 from .images import NamedImage
 
 __all__ = [
@@ -70,16 +72,17 @@ def source_file(name: str) -> str:
 
 @dataclass
 class VideoRun:
-    """What sampling one video found: its length, the frames taken, and why it stopped early (or None)."""
+    """What sampling one video found: its length, the frames sampled, how many of them were handed on (not
+    skipped), and why it stopped early (or None)."""
 
     path: str
     duration: float = 0.0
     frames: list[str] = field(default_factory=list)
+    taken: int = 0
     error: str | None = None
-    done: bool = False
 
 
-def sample_frames(path: str, *, every: float = 2.0, scenes: bool = True, run: VideoRun | None = None
+def sample_frames(path: str, *, every: float = DEFAULT_VIDEO_EVERY_S, scenes: bool = True, run: VideoRun | None = None
                   ) -> Iterator[NamedImage]:  # fmt: skip
     """The frames of a video to tag: the first, one every ``every`` seconds, and (with ``scenes``) the first frame
     after each cut.
@@ -100,7 +103,7 @@ def sample_frames(path: str, *, every: float = 2.0, scenes: bool = True, run: Vi
 
     try:
         info = os.stat(path)
-        digest = _file_hash(path)
+        digest = file_sha256(path)
         container = av.open(path)
     except FileNotFoundError as exc:
         raise ImageError(path, "file not found") from exc
@@ -138,10 +141,9 @@ def sample_frames(path: str, *, every: float = 2.0, scenes: bool = True, run: Vi
             run.error = f"the video breaks off after {run.duration:.2f} s ({exc})"
     if not run.frames:
         raise ImageError(path, "no frame could be decoded (an empty or truncated video)")
-    run.done = True
 
 
-def expand_videos(paths: Iterable[Any], *, every: float = 2.0, scenes: bool = True,
+def expand_videos(paths: Iterable[Any], *, every: float = DEFAULT_VIDEO_EVERY_S, scenes: bool = True,
                   on_video: Callable[[VideoRun], None] | None = None,
                   on_error: Callable[[str, str], None] | None = None,
                   skip: Callable[[str], bool] | None = None) -> Iterator[Any]:  # fmt: skip
@@ -161,6 +163,7 @@ def expand_videos(paths: Iterable[Any], *, every: float = 2.0, scenes: bool = Tr
         try:
             for frame in sample_frames(run.path, every=every, scenes=scenes, run=run):
                 if skip is None or not skip(frame.name):
+                    run.taken += 1
                     yield frame
         except ImageError as exc:
             run.error = exc.reason
@@ -207,42 +210,35 @@ class VideoTracker:
         earlier: a video's rows written by an earlier run.
     """
 
-    def __init__(self, *, every: float = 2.0, scenes: bool = True, skip: Callable[[str], bool] | None = None,
+    def __init__(self, *, every: float = DEFAULT_VIDEO_EVERY_S, scenes: bool = True,
+                 skip: Callable[[str], bool] | None = None,
                  earlier: Callable[[str], list[dict[str, Any]]] | None = None) -> None:  # fmt: skip
         self.every, self.scenes, self.skip, self.earlier = every, scenes, skip, earlier
         self.runs: dict[str, VideoRun] = {}  # videos whose frames are all out
         self.rows: dict[str, list[dict[str, Any]]] = {}
-        self.taken: dict[str, int] = {}
         self.failed: list[tuple[str, str]] = []
 
     def sources(self, paths: Iterable[Any]) -> Iterator[Any]:
-        def counted(name: str) -> bool:
-            left_out = self.skip is not None and self.skip(name)
-            if not left_out:
-                video = source_file(name)
-                self.taken[video] = self.taken.get(video, 0) + 1
-            return left_out
-
         def ended(run: VideoRun) -> None:
             if run.frames:
                 self.runs[run.path] = run
 
-        yield from expand_videos(paths, every=self.every, scenes=self.scenes, on_video=ended, skip=counted,
+        yield from expand_videos(paths, every=self.every, scenes=self.scenes, on_video=ended, skip=self.skip,
                                  on_error=lambda path, reason: self.failed.append((path, reason)))  # fmt: skip
 
-    def note(self, row: dict[str, Any]) -> None:
-        """A frame's result row (anything else is ignored)."""
-        frame = parse_frame_name(str(row.get("image", "")))
+    def note(self, result: Any) -> None:
+        """A tagging result or failure (a TagResult or TagFailure); only a frame's is kept, as its row."""
+        frame = parse_frame_name(result.path)
         if frame is not None:
-            self.rows.setdefault(frame[0], []).append(row)
+            self.rows.setdefault(frame[0], []).append(result.to_dict())
 
     def finished(self) -> Iterator[tuple[str, dict[str, Any] | str]]:
         """(video, summary row) for each video now complete, and (video, reason) for each that failed."""
         while self.failed:
             yield self.failed.pop(0)
         for path, run in list(self.runs.items()):
-            rows = self.rows.get(path, [])
-            if len(rows) >= self.taken.get(path, 0):
+            rows = self.rows.get(path, [])  # failed frames among them: summarize counts only the tagged ones
+            if len(rows) >= run.taken:
                 del self.runs[path]
                 self.rows.pop(path, None)
                 before = self.earlier(path) if self.earlier is not None else []
@@ -262,11 +258,3 @@ def _thumbnail(frame: Any) -> np.ndarray:
         full_range = frame.format.name.startswith("yuvj") or getattr(frame, "color_range", 0) == 2
         return grey / 255.0 if full_range else np.clip((grey - 16.0) / 219.0, 0.0, 1.0)  # video range: 16-235
     return frame.to_ndarray(format="gray", width=32, height=32) / 255.0
-
-
-def _file_hash(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -32,14 +32,10 @@ def add_parsers(commands: Any) -> None:
 
 
 def cmd_dedup(args: argparse.Namespace, out: TextIO) -> int:
-    from ..dedup import find_duplicates, write_report
-    from ..errors import ConfigError
+    from ..dedup import check_request, find_duplicates, write_report
     from ..store import EmbeddingStore
 
-    if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
-        raise ConfigError(f"--threshold {args.threshold}: a cosine similarity in (0, 1]")
-    if args.out is not None and args.out.suffix.lower() not in (".json", ".csv"):
-        raise ConfigError(f"--out {args.out}: use a .json or .csv file")
+    check_request(args.threshold, args.out)  # before the store is read
     with EmbeddingStore(options.existing_store(args)) as store:
         report = find_duplicates(store, args.threshold, exact_only=args.exact_only, verify=args.verify)
     if args.out is not None:

@@ -169,8 +169,11 @@ def add_store_option(parser: argparse.ArgumentParser, text: str) -> None:
 
 
 def add_video_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--every", type=float, default=2.0, metavar="SECONDS",
-                        help="video files: a frame every SECONDS (default 2), plus one at each scene change")
+    from ..config import DEFAULT_VIDEO_EVERY_S
+
+    parser.add_argument("--every", type=float, default=DEFAULT_VIDEO_EVERY_S, metavar="SECONDS",
+                        help=f"video files: a frame every SECONDS (default {DEFAULT_VIDEO_EVERY_S:g}), plus one at "
+                        "each scene change")  # fmt: skip
     parser.add_argument("--no-scenes", dest="scenes", action="store_false",
                         help="video files: no extra frames at scene changes")
 

@@ -15,6 +15,7 @@ import gradio as gr
 
 from ..errors import ClipzeroError
 from ..factory import split_labels
+from ..images import thumbnail
 from .core import Service
 from .ui_dedup import dedup_tab
 from .uitext import LANGUAGES, language_of, say
@@ -93,15 +94,6 @@ def _upload_paths(files: Any) -> list[str]:
     return [str(getattr(f, "name", None) or getattr(f, "path", None) or f) for f in items]
 
 
-def _thumbnail(path: str | bytes, max_pixels: int, side: int = 256) -> Any:
-    """A small copy of an image for a gallery: pixels, never a server path handed to the browser."""
-    from ..images import load_image
-
-    image = load_image(path, max_pixels=max_pixels, draft=(side, side))
-    image.thumbnail((side, side))
-    return image
-
-
 def build_ui(service: Service) -> Any:
     """The gr.Blocks app for ``service``. Every file argument goes through the service's upload rule first."""
     from .core import DeadlineExceeded, deadline_after
@@ -150,7 +142,7 @@ def build_ui(service: Service) -> Any:
             top = r["predictions"][0]
             caption = (f"{r['label']} {top['score']:.2f}" if r.get("label") else
                        say("none_caption", lang, label=top["label"]))  # fmt: skip
-            gallery.append((_thumbnail(data, settings.max_pixels), f"{Path(name).name}: {caption}"))
+            gallery.append((thumbnail(data, max_pixels=settings.max_pixels), f"{Path(name).name}: {caption}"))
         notes = [f"**{r['image']}** {say('unreadable_note', lang)}: {r['error']}" for r in results if "error" in r]
         for r in readable:
             cut = r.get("rejection")
@@ -188,8 +180,8 @@ def build_ui(service: Service) -> Any:
         gallery = []
         for hit in hits:
             try:
-                thumbnail = _thumbnail(hit["path"], settings.max_pixels)
-                gallery.append((thumbnail, f"{Path(hit['path']).name}  {hit['score']:.3f}"))
+                picture = thumbnail(hit["path"], max_pixels=settings.max_pixels)
+                gallery.append((picture, f"{Path(hit['path']).name}  {hit['score']:.3f}"))
             except ClipzeroError:
                 continue  # an indexed file that is gone or changed: the store's own listing still names it
         return gallery
@@ -236,7 +228,7 @@ def build_ui(service: Service) -> Any:
                             counts[label] = counts.get(label, 0) + 1
                             if len(shown) < _GALLERY_IMAGES:
                                 caption = f"{Path(prediction.image).name}: {label}"
-                                shown.append((_thumbnail(data, settings.max_pixels, side=160), caption, label))
+                                shown.append((thumbnail(data, 160, max_pixels=settings.max_pixels), caption, label))
             except DeadlineExceeded as exc:  # keep what was tagged; say where it stopped
                 stopped = f" Stopped early: {exc}."
             finally:

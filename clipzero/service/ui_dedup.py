@@ -65,13 +65,12 @@ def _row(number: int, group: dict[str, Any], max_pixels: int) -> str:
 
 def _thumbnail(path: str, max_pixels: int) -> str:
     """An inline JPEG of a stored image (pixels, never a server path handed to the browser to fetch)."""
-    from ..images import load_image
+    from ..images import thumbnail
 
     try:
-        image = load_image(path, max_pixels=max_pixels, draft=(128, 128))
+        image = thumbnail(path, 128, max_pixels=max_pixels)
     except ClipzeroError:
         return '<div style="width:128px;height:128px;background:#eee">?</div>'
-    image.thumbnail((128, 128))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=80)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")

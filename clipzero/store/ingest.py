@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import DEFAULT_VIDEO_EVERY_S
 from ..errors import ConfigError
 from ..video import expand_videos, frame_name, is_video
 from .records import AddReport, Record, canonical_path
@@ -30,7 +31,7 @@ def add_images(
     engine: str = "local",
     ray: Any = None,
     shard_rows: int = 1000,
-    every: float = 2.0,
+    every: float = DEFAULT_VIDEO_EVERY_S,
     scenes: bool = True,
 ) -> AddReport:
     """The body of :meth:`EmbeddingStore.add` (the caller holds the store's writer lock)."""

@@ -66,6 +66,7 @@ def test_a_plain_folder_loads_and_precisions_apply(folders: dict[str, Path]) -> 
     bf16 = load_model(str(folders["clip"]), precision="bf16")
     assert fp32.id == bf16.id and bf16.precision == "bf16"
     a, b = fp32.encode_texts(LABELS), bf16.encode_texts(LABELS)
+    assert not np.array_equal(a, b)  # the weights really run in bf16
     assert float((a * b).sum(axis=1).min()) > 0.98  # the same embeddings, to bf16's rounding
 
 

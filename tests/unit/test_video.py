@@ -90,6 +90,20 @@ def test_frames_are_stored_and_found_with_their_time(clip: Path, tmp_path: Path)
     assert "pruned 0 path(s)" in prune.stdout  # frames are kept while their video is there
 
 
+def test_a_video_whose_frames_all_fail_still_gets_its_summary(clip: Path) -> None:
+    from clipzero.tagging import TagFailure
+    from clipzero.video import VideoTracker
+
+    tracker = VideoTracker()
+    frames = list(tracker.sources([str(clip)]))
+    assert len(frames) == 4 and list(tracker.finished()) == []  # nothing handed back yet: not finished
+    for frame in frames:
+        tracker.note(TagFailure(frame.name, "could not be encoded"))
+    [(video, row)] = list(tracker.finished())
+    assert video == str(clip) and isinstance(row, dict)
+    assert row["video"]["frames"] == 0 and row["label"] is None and row["predictions"] == []
+
+
 def test_two_copies_of_a_video_are_one_exact_group(clip: Path, tmp_path: Path) -> None:
     from clipzero import EmbeddingStore, find_duplicates, load_model
 
