@@ -366,13 +366,16 @@ def write_report(report: DedupReport, out: str | os.PathLike[str]) -> Path:
     if target.suffix.lower() == ".json":
         text = json.dumps(report.to_dict(), ensure_ascii=False, indent=1) + "\n"
     else:  # .csv: check_request allows no other ending
+        from .outputs import csv_cell  # paths are inert in a spreadsheet
+
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["group", "kind", "keep", "path", "is_keep", "similarity", "width", "height", "sharpness",
                          "sha256"])  # fmt: skip
         for number, group in enumerate(report.groups, 1):
             for m in group.members:
-                writer.writerow([number, group.kind, group.keep.path, m.path, m is group.keep, f"{m.similarity:.4f}",
+                writer.writerow([number, group.kind, csv_cell(group.keep.path), csv_cell(m.path), m is group.keep,
+                                 f"{m.similarity:.4f}",
                                  m.width, m.height, f"{m.sharpness:.2f}", m.sha256])  # fmt: skip
         text = buffer.getvalue()
     temporary = target.with_name(f".{target.name}.tmp")

@@ -12,6 +12,7 @@ safe; a cache that cannot be written (read-only home) is skipped with a warning,
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -94,6 +95,33 @@ class LabelCache:
     def _connect(self) -> sqlite3.Connection | None:
         if self._db is None and not self._broken:
             try:
+                return self._open()
+            except sqlite3.Error as exc:
+                if not _damaged(exc) or not self._set_aside(exc):
+                    raise
+                return self._open()  # a fresh cache where the damaged one was
+        return self._db
+
+    def _set_aside(self, exc: Exception) -> bool:
+        """Move a damaged cache file aside (``labels.sqlite.damaged-<time>``) so that a new one is built; False when
+        it cannot be moved."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        except OSError:
+            return False
+        warnings.warn(f"label cache {self.path} was damaged ({exc}): moved aside to {aside.name}; a new cache is "
+                      "built as labels are encoded", ClipzeroWarning, stacklevel=4)  # fmt: skip
+        return True
+
+    def _open(self) -> sqlite3.Connection | None:
+        if self._db is None and not self._broken:
+            try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
@@ -109,6 +137,8 @@ class LabelCache:
                 db.commit()
                 self._db = db
             except (OSError, sqlite3.Error) as exc:
+                if isinstance(exc, sqlite3.Error) and _damaged(exc) and self.path.exists():
+                    raise  # moved aside by _connect, then opened afresh
                 self._broken = True
                 warnings.warn(
                     f"label cache {self.path} cannot be used ({exc}); labels are encoded each run",
@@ -140,7 +170,8 @@ class LabelCache:
                             [(now, *key) for key in found],
                         )
             except sqlite3.Error as exc:
-                warnings.warn(f"label cache {self.path} could not be read ({exc})", ClipzeroWarning, stacklevel=3)
+                if not (_damaged(exc) and self._set_aside(exc)):
+                    warnings.warn(f"label cache {self.path} could not be read ({exc})", ClipzeroWarning, stacklevel=3)
             return found
 
     def put_many(self, items: dict[Key, np.ndarray]) -> None:
@@ -164,7 +195,9 @@ class LabelCache:
                             (count - self.max_entries,),
                         )
             except sqlite3.Error as exc:
-                warnings.warn(f"label cache {self.path} could not be written ({exc})", ClipzeroWarning, stacklevel=3)
+                if not (_damaged(exc) and self._set_aside(exc)):
+                    warnings.warn(f"label cache {self.path} could not be written ({exc})", ClipzeroWarning,
+                                  stacklevel=3)  # fmt: skip
 
     def __len__(self) -> int:
         with self._lock:
@@ -174,6 +207,11 @@ class LabelCache:
 
 _DEFAULTS: dict[Path, LabelCache] = {}
 _MEMORY = MemoryLabelCache()
+
+
+def _damaged(exc: Exception) -> bool:
+    """SQLite's 'file is not a database' and 'malformed': the file is damaged (not locked, not read-only)."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
 
 
 def default_label_cache() -> LabelCache:

@@ -7,23 +7,43 @@ output, the rows already there are read back and their images skipped; a last li
 dropped. Parquet cannot be appended to, so rows go to ``<out>.partial.jsonl`` during the run and become
 ``<out>`` (written atomically) when the run completes. Failures go to ``<out>.errors.jsonl`` (``image``,
 ``error``), rewritten each run, since failed images are tried again.
+
+CSV cells are inert in a spreadsheet: a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return (a formula to Excel, LibreOffice and Google Sheets), or with ``'``, gets a ``'`` in front (the OWASP rule),
+and :func:`read_results` takes it off again, so names and labels read back exactly as written.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import stat
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .errors import ConfigError
 
-__all__ = ["FORMATS", "ResultWriter", "format_for"]
+__all__ = ["FORMATS", "ResultWriter", "csv_cell", "format_for", "from_csv_cell", "side_files"]
 
 FORMATS = ("jsonl", "csv", "parquet")
 _CSV_FIELDS = ["image", "sha256", "label", "score", "predictions"]
+#: A text cell starting with one of these would be run by a spreadsheet (or is our own escape).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value for a CSV cell that a spreadsheet shows as text, never runs (numbers and None pass unchanged)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def from_csv_cell(value: str) -> str:
+    """The text :func:`csv_cell` was given."""
+    return value[1:] if value.startswith("'") else value
 
 
 def format_for(path: Path, explicit: str | None = None) -> str:
@@ -61,7 +81,7 @@ def _truncate_partial_line(path: Path) -> None:
         return
     cut = len(_complete_lines(path.read_bytes()))
     if cut != path.stat().st_size:
-        with open(path, "r+b") as handle:
+        with _open(path, "r+b", follow_links=False) as handle:
             handle.truncate(cut)
 
 
@@ -74,21 +94,96 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in _read_text(path).split("\n") if line.strip()]
 
 
+def side_files(path: str | os.PathLike[str], fmt: str | None = None) -> list[Path]:
+    """Every file a :class:`ResultWriter` for ``path`` may write: the rows, the errors, the lock, Parquet's
+    partial rows and its temporary file (a server checks each against its roots before writing)."""
+    path = Path(path)
+    files = [path, path.with_name(path.name + ".errors.jsonl"), path.with_name(path.name + ".lock")]
+    if format_for(path, fmt) == "parquet":
+        files += [path.with_name(path.name + ".partial.jsonl"), path.with_name(f".{path.name}.tmp")]
+    return files
+
+
+def _open(path: Path, mode: str, follow_links: bool) -> IO[Any]:
+    """``open(path, mode)`` for ``a``, ``w``, ``r+b`` and ``a+``; with ``follow_links=False`` a link is refused
+    (O_NOFOLLOW, on the descriptor itself: no check-then-open race) and so is anything but a regular file."""
+    flags = {"a": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+             "r+b": os.O_RDWR, "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND}[mode]  # fmt: skip
+    if not follow_links:
+        flags |= os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the open
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if not follow_links and (os.path.islink(path) or exc.errno == 40):  # ELOOP: the last part is a link
+            raise ConfigError(f"{path} is a symbolic link: refused (result files are written only as themselves)"
+                              ) from exc  # fmt: skip
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path} is not a regular file: refused")
+    if "b" in mode:
+        return os.fdopen(fd, mode)
+    return os.fdopen(fd, mode, encoding="utf-8", newline="" if mode != "w" else None)
+
+
+def _lock(path: Path, follow_links: bool) -> IO[Any]:
+    """The exclusive lock of one result file (``<out>.lock``, across processes), taken at once or ConfigError."""
+    while True:
+        handle = _open(path, "a+", follow_links)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise ConfigError(f"{path.name[: -len('.lock')]} is being written by another clipzero run (its lock "
+                              f"file {path} is held): wait for that run to finish, or choose another --out"
+                              ) from exc  # fmt: skip
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle
+        handle.close()  # the holder removed it while we opened it: take the new one
+
+
 class ResultWriter:
     """Appends tagging results to ``path`` in ``fmt``; ``done`` holds the images already written.
 
+    One writer per result file at a time, across processes: a lock file (``<out>.lock``, removed on close) is taken
+    first, and a second writer is refused instead of doubling the rows.
+
+    Args:
+        follow_links: False for a server writing where a client said: every file is opened without following a
+            link (O_NOFOLLOW) and must be a regular file.
+
     Raises:
-        ConfigError: the existing output cannot be read back (not this format, or damaged beyond the last line).
+        ConfigError: another run holds the lock; the existing output cannot be read back (not this format, or
+            damaged beyond the last line); a link, with ``follow_links=False``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fmt: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], fmt: str | None = None, *, follow_links: bool = True) -> None:
         self.path = Path(path)
         self.format = format_for(self.path, fmt)
+        self.follow_links = follow_links
         self.rows_path = (
             self.path.with_name(self.path.name + ".partial.jsonl") if self.format == "parquet" else self.path
         )
         self.errors_path = self.path.with_name(self.path.name + ".errors.jsonl")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not follow_links:
+            for side in side_files(self.path, self.format):
+                if side.is_symlink():
+                    raise ConfigError(f"{side} is a symbolic link: refused (result files are written only as "
+                                      "themselves)")  # fmt: skip
+        self._lock = _lock(self.lock_path, follow_links)
+        try:
+            self._open_files()
+        except BaseException:
+            self._release()
+            raise
+
+    def _open_files(self) -> None:
         self.done: set[str] = set()
         try:
             self._resume()
@@ -98,11 +193,20 @@ class ResultWriter:
                 f"({exc}); choose another --out"
             ) from exc
         new_csv = self.format == "csv" and (not self.path.exists() or self.path.stat().st_size == 0)
-        self._rows = open(self.rows_path, "a", encoding="utf-8", newline="")
+        self._rows = _open(self.rows_path, "a", self.follow_links)
         self._csv = csv.DictWriter(self._rows, fieldnames=_CSV_FIELDS) if self.format == "csv" else None
         if self._csv is not None and new_csv:
             self._csv.writeheader()
-        self._errors = open(self.errors_path, "w", encoding="utf-8")
+        self._errors = _open(self.errors_path, "w", self.follow_links)
+
+    def _release(self) -> None:
+        if self._lock.closed:
+            return
+        try:
+            os.unlink(self.lock_path)  # while held: the next writer makes a new one
+        except OSError:
+            pass
+        self._lock.close()
 
     def _resume(self) -> None:
         if self.format == "parquet":
@@ -123,7 +227,7 @@ class ResultWriter:
                 reader = csv.DictReader(handle)
                 if reader.fieldnames and reader.fieldnames != _CSV_FIELDS:
                     raise ValueError(f"unexpected columns {reader.fieldnames}")
-                self.done = {row["image"] for row in reader}
+                self.done = {from_csv_cell(row["image"]) for row in reader}
 
     def write(self, row: dict[str, Any]) -> None:
         flat = _flat_row(row)
@@ -131,7 +235,8 @@ class ResultWriter:
             if self.format == "jsonl" and extra in row:
                 flat[extra] = row[extra]
         if self._csv is not None:
-            self._csv.writerow({**flat, "predictions": json.dumps(flat["predictions"], ensure_ascii=False)})
+            cells = {key: csv_cell(value) for key, value in flat.items()}
+            self._csv.writerow({**cells, "predictions": json.dumps(flat["predictions"], ensure_ascii=False)})
         else:
             self._rows.write(json.dumps(flat, ensure_ascii=False) + "\n")
         self.done.add(flat["image"])
@@ -149,21 +254,29 @@ class ResultWriter:
         """Close the files (again: nothing); for Parquet, a completed run turns the partial rows into the final file."""
         if self._rows.closed:
             return
-        self.flush()
-        self._rows.close()
-        self._errors.close()
-        if self.format == "parquet" and completed:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        try:
+            self.flush()
+            self._rows.close()
+            self._errors.close()
+            if self.format == "parquet" and completed:
+                self._finish_parquet()
+        finally:
+            self._release()
 
-            rows = _read_jsonl(self.rows_path)
-            table = pa.Table.from_pylist(rows, schema=_parquet_schema())
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            pq.write_table(table, tmp)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-            self.rows_path.unlink()
+    def _finish_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = _read_jsonl(self.rows_path)
+        table = pa.Table.from_pylist(rows, schema=_parquet_schema())
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        if tmp.is_symlink():
+            tmp.unlink()  # a link left where the temporary file goes is removed, never written through
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        self.rows_path.unlink()
 
 
 def _parquet_schema() -> Any:
@@ -199,6 +312,7 @@ def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> list[d
     rows = list(csv.DictReader(io.StringIO(_read_text(path), newline="")))
     for row in rows:
         row["predictions"] = json.loads(row["predictions"])
-        row["label"] = row["label"] or None
+        row["image"] = from_csv_cell(row["image"])
+        row["label"] = from_csv_cell(row["label"]) or None
         row["score"] = float(row["score"]) if row["score"] else None
     return rows

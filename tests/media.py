@@ -76,3 +76,19 @@ def write_video(scenes: Sequence[tuple[Image.Image, float]], path: Path, fps: in
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def huge_png(side: int = 8000) -> bytes:
+    """A ``side`` x ``side`` 16-bit RGB PNG of one flat colour: tiny on the wire (about 124 KB at 8000), seconds to
+    decode. Written chunk by chunk with zlib (Pillow writes no 16-bit RGB PNG)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + b"\x80\x00\x40\x00\x20\x00" * side  # filter byte, then 16-bit R, G, B per pixel
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")

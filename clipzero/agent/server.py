@@ -48,9 +48,26 @@ def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
 
 
+#: What each JSON Schema rule asks, said without the value that broke it (a client's 26 MB argument must not come
+#: back in the error, past the SDK client's message limit).
+_RULES = {
+    "type": "must be of type {}", "maxLength": "is longer than {} characters", "minLength": "is shorter than {} "
+    "characters", "maxItems": "has more than {} items", "minItems": "has fewer than {} items", "maximum": "is over "
+    "{}", "minimum": "is under {}", "enum": "must be one of {}", "pattern": "does not match {}", "const": "must be {}",
+    "uniqueItems": "has repeated items", "additionalProperties": "has arguments the tool does not take",
+    "required": "misses a required argument",
+}  # fmt: skip
+
+
 def _schema_problem(error: Any) -> str:
-    where = "/".join(str(p) for p in error.absolute_path)
-    return f"{where}: {error.message}" if where else error.message
+    """One schema violation: where, and which rule; never the offending value itself."""
+    where = "/".join(str(p) for p in error.absolute_path) or "arguments"
+    rule = _RULES.get(error.validator, "does not fit the tool's schema ({})")
+    expected = error.validator_value
+    shown = json.dumps(expected, ensure_ascii=False) if not isinstance(expected, (bool, dict)) else error.validator
+    if error.validator in ("required", "additionalProperties") and len(error.message) <= 200:
+        return f"{where}: {error.message}"  # names the argument, which the schema (not the client) spells
+    return f"{where}: " + rule.format(shown[:80])
 
 
 def build_server(toolbox: Toolbox) -> Server[Any]:

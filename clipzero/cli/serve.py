@@ -18,10 +18,16 @@ _LIMITS = [
     ("--max-labels", "max_labels", int, "labels per request"),
     ("--max-label-chars", "max_label_chars", int, "characters per label (and per search text)"),
     ("--max-pixels", "max_pixels", int, "pixels per image"),
+    ("--max-request-pixels", "max_request_pixels", int, "decoded pixels per request, priced from the images' "
+     "headers before any is decoded"),
     ("--max-zip-entries", "max_zip_entries", int, "entries per zip in batch tagging"),
     ("--max-unzip-mb", "max_unzip_mb", float, "uncompressed megabytes read from a request's zips"),
     ("--request-timeout", "request_timeout_s", float, "seconds a request may work before it gets 503; the UI's "
      "batch tag gets 10x"),
+    ("--max-temp-mb", "max_temp_mb", float, "megabytes the server's upload folder may hold (uploads, result files); "
+     "an upload past it gets 507"),
+    ("--upload-keep", "upload_keep_s", float, "seconds uploads and result files are kept (at least 10x "
+     "--request-timeout)"),
     ("--batch-size", "max_batch", int, "most images per micro-batch"),
     ("--batch-wait-ms", "batch_wait_ms", float, "micro-batch gathering time"),
 ]  # fmt: skip
@@ -51,6 +57,11 @@ def add_parsers(commands: Any) -> None:
         serve.add_argument(
             flag, dest=field, type=kind, metavar="N", help=f"{text} (default {getattr(defaults, field):g})"
         )
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME", help="a Host name this "
+                       "server answers to besides its address and localhost (repeatable; others get 421, against DNS "
+                       "rebinding)")  # fmt: skip
+    serve.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN", help="another site "
+                       "(https://app.example) whose pages may call this server from a browser (repeatable)")
     serve.add_argument("--no-micro-batching", action="store_true", help="encode each image on its own")
     serve.add_argument("--no-ui", action="store_true", help="the HTTP API only")
     serve.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible server for re-ranking (default "
@@ -85,6 +96,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         llm_url=args.llm_url,
         llm_model=args.llm_model,
         calibration=args.calibration,
+        allowed_hosts=tuple(args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
         **limits,
     )
 

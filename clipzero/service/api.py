@@ -27,6 +27,7 @@ from .core import (
     DeadlineExceeded,
     NotAvailable,
     PayloadTooLarge,
+    ServerBusy,
     Service,
     Unauthorized,
     deadline_after,
@@ -43,6 +44,7 @@ _STATUS = [
     (Unauthorized, 401),
     (NotAvailable, 404),
     (DeadlineExceeded, 503),
+    (ServerBusy, 503),
     (ClientPathRefused, 400),
     (ImageError, 400),
     (LabelError, 422),
@@ -198,7 +200,10 @@ def create_api(service: Service) -> FastAPI:
     @app.exception_handler(ClipzeroError)
     async def clipzero_error(request: Request, exc: ClipzeroError) -> JSONResponse:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 422)
-        return _error(status, type(exc).__name__, str(exc))
+        response = _error(status, type(exc).__name__, str(exc))
+        if isinstance(exc, ServerBusy):
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -256,7 +261,10 @@ def create_api(service: Service) -> FastAPI:
                 "max_label_chars": settings.max_label_chars,
                 "request_timeout_s": settings.request_timeout_s,
                 "max_pixels": settings.max_pixels,
+                "max_request_pixels": service.pixel_budget,
             },
+            "lane": {"slots": service.lane.slots, "queue": service.lane.queue, "waiting": service.lane.waiting,
+                     "refused": service.lane.refused},
         }
 
     @app.post(
@@ -270,7 +278,7 @@ def create_api(service: Service) -> FastAPI:
         """Label images: multipart (image files plus ``labels``) or JSON (base64 images)."""
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            images, fields = await _read_multipart(request, settings.max_upload_bytes)
+            images, fields = await _read_multipart(request, settings)
             try:
                 top_k = int(fields.get("top_k") or 5)
                 threshold = float(fields["threshold"]) if fields.get("threshold") not in (None, "") else None
@@ -392,11 +400,12 @@ def _offline_docs(app: FastAPI) -> None:
         )
 
 
-async def _read_multipart(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+async def _read_multipart(request: Request, settings: Any) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
     from starlette.datastructures import UploadFile
 
-    try:
-        form = await request.form(max_files=1000, max_fields=1000, max_part_size=limit)
+    try:  # counts checked by the parser as the stream arrives, before the parts pile up
+        form = await request.form(max_files=settings.max_images, max_fields=settings.max_labels + 16,
+                                  max_part_size=settings.max_upload_bytes)  # fmt: skip
     except Exception as exc:  # malformed multipart, a part over the limit
         raise LabelError(f"could not read the multipart form: {exc}") from exc
     images: list[tuple[str, bytes]] = []

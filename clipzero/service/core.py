@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -16,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClipzeroError, ImageError, LabelError
+from .fairness import LANE_PIXELS, DeadlineExceeded, DecodeLane, ServerBusy, check_deadline, decoded_pixels
 
 __all__ = [
     "DeadlineExceeded",
     "NotAvailable",
     "PayloadTooLarge",
+    "ServerBusy",
     "Service",
     "ServiceSettings",
     "Unauthorized",
@@ -40,10 +41,6 @@ class NotAvailable(ClipzeroError):
     """A feature this server was started without (no store, no LLM)."""
 
 
-class DeadlineExceeded(ClipzeroError):
-    """A request that did not finish within the server's per-request time limit."""
-
-
 @dataclass
 class ServiceSettings:
     """How the service runs; every limit is configurable (flags of ``clipzero serve``)."""
@@ -60,9 +57,14 @@ class ServiceSettings:
     max_labels: int = 1000  # per request
     max_label_chars: int = 300  # per label (and per search text)
     max_pixels: int = 64_000_000  # per image
+    max_request_pixels: int = 256_000_000  # decoded pixels per request, priced from headers before any decoding
     max_zip_entries: int = 2000  # per archive in the UI's batch tagging
     max_unzip_mb: float = 1024.0  # uncompressed bytes read from the archives of one request
     request_timeout_s: float = 60.0  # a request still working after this gets 503 (the UI's batch tag: 10x)
+    max_temp_mb: float = 1024.0  # the upload folder's quota: uploads, result files, pictures served back
+    upload_keep_s: float = 900.0  # files in the upload folder are removed this long after they were written
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the bound address and localhost
+    allowed_origins: tuple[str, ...] = ()  # other sites whose pages may call this server (CORS)
     max_batch: int = 32
     batch_wait_ms: float = 5.0
     micro_batching: bool = True
@@ -74,6 +76,21 @@ class ServiceSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_temp_bytes(self) -> int:
+        return int(self.max_temp_mb * 1024 * 1024)
+
+    @property
+    def keep_uploads_s(self) -> float:
+        """How long uploads are kept: never less than the longest request may still read them (batch tag)."""
+        return max(self.upload_keep_s, 10 * self.request_timeout_s)
+
+    @property
+    def max_body_strings(self) -> int:
+        """The most JSON strings one request body may hold: every image, name, label and file argument the
+        largest request may carry (the UI's file arguments take about 16 each), with room to spare."""
+        return 16 * (self.max_images + self.max_zip_entries) + 2 * self.max_labels + 1024
 
 
 def decode_base64(data: str, name: str) -> bytes:
@@ -134,7 +151,8 @@ class Service:
         self._text_slot = threading.Semaphore(1)  # new label sets (and texts) are encoded one at a time
         self._classifiers = ClassifierCache(encoder, self.default_templates, size=64, text_slot=self._text_slot,
                                             calibration=self.calibration)  # fmt: skip
-        self._huge_decodes = threading.Semaphore(1)  # images over HUGE_PIXELS are decoded one at a time
+        self.quota: Any = None  # the upload folder's quota (server.create_app sets it)
+        self.lane = DecodeLane()  # large decodes: a few slots and a short queue (fairness.py)
         self._rerankers: dict[str, Any] = {}  # by template-set content hash: the factory's re-ranker for it
         self.has_llm = False
         if settings.llm_url or settings.llm_model or _configured_llm():
@@ -170,23 +188,48 @@ class Service:
         except FutureTimeout as exc:
             raise DeadlineExceeded("the label set was still being encoded at this server's time limit") from exc
 
-    def preprocess(self, data: bytes, name: str) -> Any:
-        """Decode and preprocess one uploaded image through the pipeline; ImageError names it and the reason."""
-        from PIL import Image
+    def preprocess(self, data: bytes, name: str, pixels: int | None = None, deadline: float | None = None) -> Any:
+        """Decode and preprocess one uploaded image through the pipeline; ImageError names it and the reason.
 
-        from ..images import HUGE_PIXELS
+        Args:
+            pixels: its price (:meth:`price`); a large image is decoded in the lane, waiting at most until
+                ``deadline``.
+
+        Raises:
+            ImageError: unreadable. ServerBusy: a large image and the lane's queue is full. DeadlineExceeded.
+        """
         from ..pipeline import prepare
 
-        try:
-            with Image.open(io.BytesIO(data)) as probe:  # the header only: how large will it be decoded?
-                pixels = probe.width * probe.height
-        except Exception:  # unreadable: the pipeline says why
-            pixels = 0
-        with self._huge_decodes if pixels > HUGE_PIXELS else nullcontext():
+        if pixels is None:
+            pixels = decoded_pixels(data, self.decoder.draft)
+        with self.lane.slot(deadline) if pixels > LANE_PIXELS else nullcontext():
             item = prepare(data, self.decoder)
         if item.error is not None:
             raise ImageError(name, item.error)
         return item.pixels
+
+    def price(self, images: list[tuple[str, bytes]]) -> list[int]:
+        """Each image's decoded pixels, read from headers; the request is refused when they add up to more than
+        its budget (``max_request_pixels``; images over ``max_pixels`` are refused one by one and not counted).
+
+        Raises:
+            PayloadTooLarge: over the budget, before anything is decoded.
+        """
+        costs = [decoded_pixels(data, self.decoder.draft) for _, data in images]
+        limit = self.decoder.max_pixels
+        total = sum(c for c in costs if limit is None or c <= limit)
+        budget = self.pixel_budget
+        if total > budget:
+            raise PayloadTooLarge(
+                f"these {len(images)} images decode to {total:,} pixels, over this server's budget of {budget:,} "
+                "per request (--max-request-pixels): send fewer or smaller images per request"
+            )
+        return costs
+
+    @property
+    def pixel_budget(self) -> int:
+        """Decoded pixels one request may cost (never less than one image at the per-image limit)."""
+        return max(self.settings.max_request_pixels, self.settings.max_pixels)
 
     def check_images(self, images: list[tuple[str, bytes]]) -> None:
         if not images:
@@ -202,17 +245,20 @@ class Service:
     ) -> tuple[np.ndarray, dict[int, str]]:
         """Embeddings of the readable images, in order, and the reason for each unreadable one (by position)."""
         self.check_images(images)
+        costs = self.price(images)  # the whole request is priced (repeats included) before anything is decoded
         self.batcher.expect(len(images))  # so that requests decoding now are waited for
         pixels, errors = [], {}
-        for index, (name, data) in enumerate(images):
-            try:
-                pixels.append(self.preprocess(data, name))
-            except ImageError as exc:
-                errors[index] = exc.reason
-                self.batcher.expect(-1)
-            except BaseException:
-                self.batcher.expect(-(len(images) - len(errors)))  # none of this request's images will come
-                raise
+        try:
+            for index, (name, data) in enumerate(images):
+                check_deadline(deadline)  # a request its client stopped waiting for stops here
+                try:
+                    pixels.append(self.preprocess(data, name, costs[index], deadline))
+                except ImageError as exc:
+                    errors[index] = exc.reason
+                    self.batcher.expect(-1)
+        except BaseException:
+            self.batcher.expect(-(len(images) - len(errors)))  # none of this request's images will come
+            raise
         try:
             return self.batcher.encode(pixels, timeout=_remaining(deadline)), errors
         except FutureTimeout as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from ..factory import split_labels
 from ..images import thumbnail
 from .core import Service
 from .ui_dedup import dedup_tab
-from .uitext import LANGUAGES, language_of, say
+from .uitext import LANGUAGES, inert, language_of, say
 
 __all__ = ["build_ui", "example_images"]
 
@@ -143,18 +143,20 @@ def build_ui(service: Service) -> Any:
             caption = (f"{r['label']} {top['score']:.2f}" if r.get("label") else
                        say("none_caption", lang, label=top["label"]))  # fmt: skip
             gallery.append((thumbnail(data, max_pixels=settings.max_pixels), f"{Path(name).name}: {caption}"))
-        notes = [f"**{r['image']}** {say('unreadable_note', lang)}: {r['error']}" for r in results if "error" in r]
+        notes = [f"**{inert(r['image'])}** {say('unreadable_note', lang)}: {inert(r['error'])}"
+                 for r in results if "error" in r]  # fmt: skip
         for r in readable:
             cut = r.get("rejection")
             if cut and cut["rejected"]:
-                notes.append(f"**{r['image']}**: " + say("none_note", lang, score=f"{cut['score']:+.2f}",
-                             nearest=cut["nearest"], similarity=f"{cut['similarity']:.3f}",
+                notes.append(f"**{inert(r['image'])}**: " + say("none_note", lang, score=f"{cut['score']:+.2f}",
+                             nearest=inert(cut["nearest"]), similarity=f"{cut['similarity']:.3f}",
                              cut=f"{cut['threshold']:.3f}"))  # fmt: skip
         for r in readable:
             info = r.get("rerank")
             if info:
-                used = say("llm_used", lang) if info["used"] else say("clip_kept", lang, why=info["fallback"])
-                notes.append(f"**{r['image']}**: {used}" + ("\n\n" + info["reasoning"] if info["reasoning"] else ""))
+                used = say("llm_used", lang) if info["used"] else say("clip_kept", lang, why=inert(info["fallback"]))
+                notes.append(f"**{inert(r['image'])}**: {used}"
+                             + ("\n\n" + inert(info["reasoning"]) if info["reasoning"] else ""))  # fmt: skip
         return bars, table, "\n\n---\n\n".join(notes), gallery, readable
 
     def pick(readable: Any, selected: gr.SelectData) -> Any:
@@ -206,12 +208,14 @@ def build_ui(service: Service) -> Any:
             counts: dict[str, int] = {}
             errors: list[str] = []
             try:
-                for chunk in _chunks(progress.tqdm(items, desc="tagging"), settings.max_images):
+                chunks = _chunks(progress.tqdm(items, desc="tagging"), settings.max_images, service.pixel_budget,
+                                 lambda item: service.price([(item.name, item.data)])[0] if item.data else 0)
+                for chunk in chunks:
                     for item in chunk:
                         if item.error is not None:
                             failed += 1
                             writer.write_error({"image": item.name, "error": item.error})
-                            errors.append(f"- **{item.name}**: {item.error}")
+                            errors.append(f"- **{inert(item.name)}**: {inert(item.error)}")
                     good = [(item.name, item.data) for item in chunk if item.data is not None]
                     if not good:
                         continue
@@ -220,7 +224,7 @@ def build_ui(service: Service) -> Any:
                         if prediction.error is not None:
                             failed += 1
                             writer.write_error(prediction.to_dict())
-                            errors.append(f"- **{prediction.image}**: {prediction.error}")
+                            errors.append(f"- **{inert(prediction.image)}**: {inert(prediction.error)}")
                         else:
                             tagged += 1
                             writer.write({**prediction.to_dict(), "sha256": hashlib.sha256(data).hexdigest()})
@@ -389,7 +393,14 @@ def build_ui(service: Service) -> Any:
         all_en.click(lambda: LANGUAGES["en"], None, language, api_visibility="private")
         all_zh.click(lambda: LANGUAGES["zh"], None, language, api_visibility="private")
         demo.load(from_browser, None, language, api_visibility="private")
+    # Gradio runs one call of each event at a time unless told otherwise: one user's heavy classify would then
+    # stall every other user's. Calls run side by side; large decodes queue in the service's lane instead.
+    demo.queue(default_concurrency_limit=UI_CONCURRENCY)
     return demo
+
+
+#: Calls of one UI event that run at once (each in its own worker thread).
+UI_CONCURRENCY = 8
 
 
 #: Tagged images shown in the batch tag gallery (the result file holds them all).
@@ -405,12 +416,16 @@ def _bars(result: dict[str, Any]) -> dict[str, float]:
     return {p["label"]: p["score"] for p in result["predictions"]}
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def _chunks(items: Iterable[Any], size: int, budget: int, cost: Callable[[Any], int]) -> Iterator[list[Any]]:
+    """``items`` in lists of at most ``size`` whose costs add up to at most ``budget`` (one request's pixels)."""
     chunk: list[Any] = []
+    spent = 0
     for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
+        price = cost(item)
+        if chunk and (len(chunk) >= size or spent + price > budget):
             yield chunk
-            chunk = []
+            chunk, spent = [], 0
+        chunk.append(item)
+        spent += price
     if chunk:
         yield chunk

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["LANGUAGES", "language_of", "say"]
+import html
+import re
+
+__all__ = ["LANGUAGES", "inert", "language_of", "say"]
+
+# Characters Markdown acts on: each is shown as itself after a backslash.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def inert(text: object) -> str:
+    """A client's text (a label, a file or zip entry name, an error that quotes them, an LLM's words) for a
+    Markdown component: shown exactly as written, never read as HTML or Markdown."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", "  \n")
+
 
 #: The language switch's choices, by language code.
 LANGUAGES = {"en": "English", "zh": "中文"}

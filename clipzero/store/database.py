@@ -65,13 +65,15 @@ def damaged_is_store_error(method: _F) -> _F:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise
-            db = Path(self.path) / "store.sqlite"
-            raise StoreError(
-                f"store database {db} is damaged or is not a clipzero store ({exc}): rebuild the store by adding "
-                "the images again (clipzero index add), or restore the folder from a backup"
-            ) from exc
+            raise damaged_store(Path(self.path) / "store.sqlite", str(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def damaged_store(db: Path, why: str) -> StoreError:
+    """The one message for a store database that cannot be used: what is wrong and what to do."""
+    return StoreError(f"store database {db} is damaged or is not a clipzero store ({why}): rebuild the store by "
+                      "adding the images again (clipzero index add), or restore the folder from a backup")
 
 
 def index_agrees(db: sqlite3.Connection, index: Any, folder: Path) -> None:

@@ -31,7 +31,16 @@ import numpy as np
 from ..errors import StoreError
 from ..video import source_file
 from . import database
-from .database import SCHEMA, SCHEMA_VERSION, add_rows, damaged_is_store_error, rebuild_index, save_tuned, writer_lock
+from .database import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    add_rows,
+    damaged_is_store_error,
+    damaged_store,
+    rebuild_index,
+    save_tuned,
+    writer_lock,
+)
 from .index_kinds import IndexSpec, load_index, search_index
 from .records import AddReport, Record, SearchHit, StoredImage, canonical_path
 
@@ -68,10 +77,13 @@ class EmbeddingStore:
         self.path = Path(path)
         self.encoder = encoder
         db_path = self.path / "store.sqlite"
-        if not db_path.exists():
+        existed = db_path.exists()
+        if not existed:
             if encoder is None:
                 raise StoreError(f"no store at {self.path}: create it by adding images with a model")
             self.path.mkdir(parents=True, exist_ok=True)
+        elif db_path.stat().st_size == 0:  # SQLite would take it for a new, empty database
+            raise damaged_store(db_path, "the file is empty")
         self._lock = threading.RLock()  # one connection, used by decode threads (vector_of) and the writer
         self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -79,8 +91,10 @@ class EmbeddingStore:
         self._db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
         with self._transaction():
             meta = self._meta()
+            if not meta and (existed or encoder is None):
+                raise damaged_store(db_path, "it holds no store metadata")
             if not meta:
-                assert encoder is not None
+                assert encoder is not None  # a new store: checked above
                 self._set_meta(schema_version=SCHEMA_VERSION, model_id=encoder.id, model_spec=encoder.spec,
                                dim=encoder.embed_dim, index_kind=IndexSpec.parse(index).kind, revision=0,
                                removed_revision=0)  # fmt: skip

@@ -243,7 +243,7 @@ class Toolbox:
         """See the ``tag_folder`` tool's description."""
         from ..extras import require
         from ..images import find_images
-        from ..outputs import ResultWriter, format_for, read_results
+        from ..outputs import ResultWriter, format_for, read_results, side_files
         from ..tagging import TagFailure, tag_into
 
         chosen_labels = self._labels(labels)
@@ -254,6 +254,11 @@ class Toolbox:
         where = inside_roots(folder, self.roots, kind="folder")
         target = inside_roots(out, self.roots, kind="output")
         fmt = format_for(target)
+        for side in side_files(target, fmt):  # the errors file, the lock, Parquet's partial rows: each by the one rule
+            if os.path.lexists(side) and os.path.islink(side):
+                raise ClientPathRefused(f"path {str(side)!r} refused: a link (result files are written only as "
+                                        "themselves)")  # fmt: skip
+            inside_roots(side, self.roots, kind="output")
         if fmt == "parquet":
             require("parquet", f"out {out} (Parquet)")
         with self._lock:
@@ -269,7 +274,7 @@ class Toolbox:
                     readable.append(path)
                 except ClientPathRefused as exc:
                     refused.append(TagFailure(path, str(exc)))
-            writer = ResultWriter(target, fmt)
+            writer = ResultWriter(target, fmt, follow_links=False)  # opened with O_NOFOLLOW: no link swapped in
             for failure in refused:
                 writer.write_error(failure.to_dict())
 
