@@ -215,9 +215,9 @@ class ServiceGate:
         if size > free or not self.quota.reserve(size):
             await _error(send, 507, "InsufficientStorage", self._quota_full())
             return
-        try:
-            await self._bounded(scope, receive, send, limit=size, status=(507, "InsufficientStorage",
-                                                                           self._quota_full()))  # fmt: skip
+        full = (507, "InsufficientStorage", self._quota_full())
+        try:  # past ``size``: the quota's fault (507) when it is smaller than one request may be, else 413
+            await self._bounded(scope, receive, send, limit=size, status=full if size < self.limit else None)
         finally:
             self.quota.release(size)
 

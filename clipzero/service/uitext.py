@@ -7,14 +7,16 @@ import re
 
 __all__ = ["LANGUAGES", "inert", "language_of", "say"]
 
-# Characters Markdown acts on: each is shown as itself after a backslash.
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+# Characters Markdown acts on anywhere in a line, and what it acts on at a line's start (a heading, a list, a quote).
+_INLINE = re.compile(r"([\\`*_\[\]|~])")
+_LINE_START = re.compile(r"^(\s*\d*)((?<=\d)[.)]|(?<!\d)[#>+=-])", re.M)
 
 
 def inert(text: object) -> str:
     """A client's text (a label, a file or zip entry name, an error that quotes them, an LLM's words) for a
     Markdown component: shown exactly as written, never read as HTML or Markdown."""
-    return _MARKDOWN.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", "  \n")
+    escaped = _INLINE.sub(r"\\\1", html.escape(str(text), quote=False))
+    return _LINE_START.sub(r"\1\\\2", escaped).replace("\n", "  \n")
 
 
 #: The language switch's choices, by language code.
