@@ -187,8 +187,8 @@ def main() -> None:
         print(f"second client, cached {kind.upper()} classify: idle {idle:.2f} s; under load worst {worst:.2f} s "
               f"({worst / idle:.1f}x idle) over {len(seen)} requests")  # fmt: skip
     print(f"server memory grew {found['rss_growth'] / 2**20:.0f} MB under the load")
-    print(f"uploads: {room['sent'] / 2**20:.0f} MB sent in {room['seconds']:.1f} s, replies {room['codes']}; the upload "
-          f"folder held at most {room['peak'] / 2**20:.0f} MB")  # fmt: skip
+    print(f"uploads: {room['sent'] / 2**20:.0f} MB sent in {room['seconds']:.1f} s, replies {room['codes']}; the "
+          f"upload folder held at most {room['peak'] / 2**20:.0f} MB")  # fmt: skip
     print(f"after SIGTERM, temp folders left: {left or 'none'}")
 
 
