@@ -54,6 +54,8 @@ def inside_roots(path: str | os.PathLike[str], roots: Sequence[str | os.PathLike
     raw = os.fspath(path)
     if not raw or "\x00" in raw:
         raise ClientPathRefused("path refused: empty or malformed")
+    if len(raw) > 4096:  # longer than any path the system accepts: a client's blob, never echoed whole
+        raise ClientPathRefused(f"path {shown_text(raw)!r} refused: {len(raw):,} characters is not a path")
     if not roots:
         raise ClientPathRefused(
             f"path {raw!r} refused: this server reads no files (its operator gave no --root); send the image "
@@ -88,6 +90,11 @@ def inside_roots(path: str | os.PathLike[str], roots: Sequence[str | os.PathLike
     return resolved
 
 
+def shown_text(text: str, most: int = 120) -> str:
+    """A client's string as it may appear in a message: whole when short, else its start and end."""
+    return text if len(text) <= most else f"{text[: most - 40]}...{text[-30:]}"
+
+
 def client_templates(value: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
     """A client's template choice: a built-in set name, or inline templates; never a path.
 
@@ -110,7 +117,7 @@ def client_templates(value: str | Sequence[str] | None) -> str | tuple[str, ...]
         if "{label}" not in name:
             if name in list_template_sets():
                 return name
-            shown = name if len(name) <= 60 else name[:57] + "..."
+            shown = shown_text(name, 60)
             raise TemplateError(
                 f"unknown template set {shown!r}: use a built-in set ({', '.join(list_template_sets())}) or give "
                 "templates with a {label} slot, one per line"

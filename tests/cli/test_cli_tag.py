@@ -192,3 +192,33 @@ def test_store_reuse(tiny_model_dir: Path, tmp_path: Path) -> None:
     )
     summary = json.loads(second.stdout)
     assert (summary["encoded"], summary["from_store"], summary["tagged"]) == (0, 8, 8)
+
+
+def test_two_runs_on_one_out_the_second_is_refused_and_csv_cells_are_inert(tiny_model_dir: Path, tmp_path: Path
+                                                                           ) -> None:  # fmt: skip
+    import csv
+
+    pictures = _pictures(tmp_path / "pics", 300)
+    formula = tmp_path / "pics" / "=1+2.jpg"
+    formula.write_bytes(pictures[0].read_bytes())
+    out = tmp_path / "tags.csv"
+    tag = ["tag", str(tmp_path / "pics"), "--labels", "red", "=green", "@blue", "--out", str(out),
+           "--model", str(tiny_model_dir), "--templates", "photo", "--batch-size", "2", "--quiet"]  # fmt: skip
+    first = subprocess.Popen([sys.executable, "-m", "clipzero", *tag], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lock = Path(f"{out}.lock")
+    deadline = time.monotonic() + 120
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run(*tag)
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    assert second.returncode != 0 and "being written by another clipzero run" in second.stderr
+    rows = read_results(out)
+    assert len(rows) == 301 and len({r["image"] for r in rows}) == 301  # before: 1,600 rows for 800 images
+    assert not lock.exists()
+    with open(out, newline="", encoding="utf-8") as handle:
+        cells = list(csv.DictReader(handle))
+    assert [c["image"] for c in cells if "1+2" in c["image"]] == [f"{formula}"]  # a path starts with "/": inert
+    assert {c["label"] for c in cells} <= {"red", "'=green", "'@blue"}
+    assert {r["label"] for r in rows} <= {"red", "=green", "@blue"}

@@ -267,3 +267,45 @@ def test_tools_prints_the_mcp_definitions_as_openai_functions(tmp_path: Path) ->
         assert function["function"]["description"] == tool["description"]
         jsonschema.Draft202012Validator.check_schema(tool["inputSchema"])
         jsonschema.Draft202012Validator.check_schema(tool["outputSchema"])
+
+
+def test_tag_folder_writes_nothing_outside_the_root_and_errors_never_echo_arguments(tmp_path: Path) -> None:
+    world = _world(tmp_path)
+    root, outside = world["root"], world["outside"]
+    victim = outside / "keep.txt"
+    victim.write_text("a file outside the root\n")
+    (root / "tags.jsonl.errors.jsonl").symlink_to(victim)  # the side file, linked out of the root
+    (root / "tags.jsonl.lock").symlink_to(outside / "made-by-lock.txt")
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "clipzero", "mcp", "--model", "clipzero-shapes", "--precision", "fp32", "--templates", "photo",
+              "--root", str(root)],
+        env=dict(os.environ),
+        cwd=str(tmp_path),
+    )  # fmt: skip
+
+    async def session() -> dict[str, Any]:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            folder = str(root / "examples")
+            linked = await client.call_tool("tag_folder", {"folder": folder, "labels": ["red", "blue"],
+                                                           "out": str(root / "tags.jsonl")})  # fmt: skip
+            csv_out = str(root / "tags.csv")
+            tagged = await client.call_tool("tag_folder", {"folder": folder, "labels": ["=red", "+blue", "@green"],
+                                                           "out": csv_out})  # fmt: skip
+            huge = await client.call_tool("classify_images", {"images": [folder + "/red-circle.png"],
+                                                              "labels": ["a", "b"], "top_k": "x" * 3_000_000})
+            blob = await client.call_tool("classify_images", {"images": ["x" * 3_000_000], "labels": ["a", "b"]})
+            return {"linked": linked, "tagged": tagged, "huge": huge, "blob": blob}
+
+    seen = anyio.run(session)
+    assert seen["linked"].is_error and "refused" in seen["linked"].content[0].text
+    assert victim.read_text() == "a file outside the root\n"  # before: truncated and overwritten
+    assert not (outside / "made-by-lock.txt").exists() and not (root / "tags.jsonl").exists()
+    assert not seen["tagged"].is_error, seen["tagged"].content[0].text
+    text = (root / "tags.csv").read_text()
+    assert "'=red" in text or "'+blue" in text or "'@green" in text
+    assert not any(line.split(",")[2].startswith(("=", "+", "@")) for line in text.splitlines()[1:])
+    message = seen["huge"].content[0].text
+    assert seen["huge"].is_error and len(message) < 500 and "top_k" in message  # the field, not its value
+    assert seen["blob"].is_error and len(seen["blob"].content[0].text) < 500  # before: 3 MB echoed back

@@ -50,3 +50,54 @@ def test_a_label_with_a_unicode_line_separator_stays_one_row(tmp_path: Path) -> 
     rows = read_results(out)
     assert [r["label"] for r in rows] == [label, label]
     assert ResultWriter(out).done == {"pics/0.png", "pics/1.png"}
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped_and_read_back_exactly(tmp_path: Path) -> None:
+    import csv
+
+    out = tmp_path / "tags.csv"
+    names = ["=HYPERLINK(\"http://x\").png", "+1.png", "-2.png", "@SUM(A1).png", "\tx.png", "'quoted.png", "ok.png"]
+    writer = ResultWriter(out)
+    for i, name in enumerate(names):
+        writer.write({**_row(i, label="=cmd|' /C calc'!A0"), "image": name})
+    writer.close()
+    with open(out, newline="", encoding="utf-8") as handle:
+        cells = [row for row in csv.DictReader(handle)]
+    assert [row["image"] for row in cells] == ["'" + n for n in names[:-1]] + ["ok.png"]
+    assert all(row["label"] == "'=cmd|' /C calc'!A0" for row in cells)
+    assert [row["image"] for row in read_results(out)] == names  # exactly as written
+    assert {row["label"] for row in read_results(out)} == {"=cmd|' /C calc'!A0"}
+    writer = ResultWriter(out)  # resume: the escaped names are the same images
+    assert writer.done == set(names)
+    writer.close()
+
+
+def test_a_second_writer_on_one_output_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    from clipzero.errors import ConfigError
+
+    out = tmp_path / "tags.csv"
+    first = ResultWriter(out)
+    with pytest.raises(ConfigError, match="being written by another clipzero run"):
+        ResultWriter(out)
+    first.write(_row(1))
+    first.close()
+    assert not (tmp_path / "tags.csv.lock").exists()
+    second = ResultWriter(out)
+    second.write(_row(2))
+    second.close()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 and lines.count(lines[0]) == 1  # one header, two rows
+
+
+def test_without_following_links_a_linked_side_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    from clipzero.errors import ConfigError
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    out = tmp_path / "tags.jsonl"
+    (tmp_path / "tags.jsonl.errors.jsonl").symlink_to(outside)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        ResultWriter(out, follow_links=False)
+    assert outside.read_text() == "keep me\n" and not (tmp_path / "tags.jsonl.lock").exists()
+    writer = ResultWriter(out)  # the CLI's writer follows a link the user made on purpose
+    writer.close()

@@ -1,0 +1,148 @@
+"""Bounds checked before work: JSON screened on its bytes, images priced from their headers, the decode lane,
+text shown inert, schema errors that never echo a value, damaged files handled."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipzero.service.fairness import LANE_PIXELS, DeadlineExceeded, DecodeLane, ServerBusy, decoded_pixels
+from clipzero.service.screen import BodyRefused, screen_json
+
+
+def test_screen_refuses_deep_nesting_and_string_floods_and_passes_real_requests() -> None:
+    real = json.dumps({"images": ["aGVsbG8="] * 64, "labels": ["[red] circle", "{blue} star"] * 50}).encode()
+    screen_json(real, max_strings=1000)
+    with pytest.raises(BodyRefused) as deep:
+        screen_json(b"[" * 5000 + b"]" * 5000, max_strings=1000)
+    assert deep.value.status == 400 and deep.value.kind == "NestedTooDeep"
+    brackets_in_strings = json.dumps({"labels": ["[" * 500, "{" * 500]}).encode()
+    screen_json(brackets_in_strings, max_strings=1000)  # brackets inside a label are not nesting
+    escaped = json.dumps({"labels": ['say \\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' + '"']}).encode()
+    screen_json(escaped, max_strings=1000)
+    with pytest.raises(BodyRefused) as flood:
+        screen_json(b'{"images": [' + b",".join([b'"eA=="'] * 5000) + b"]}", max_strings=1000)
+    assert flood.value.status == 422 and flood.value.kind == "TooManyItems"
+
+
+def test_images_are_priced_from_their_headers_a_jpeg_at_its_draft_scale() -> None:
+    big = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (10, 20, 30)).save(big, format="JPEG")
+    png = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (10, 20, 30)).save(png, format="PNG")
+    assert decoded_pixels(png.getvalue(), (224, 224)) == 12_000_000
+    assert decoded_pixels(big.getvalue(), None) == 12_000_000
+    assert decoded_pixels(big.getvalue(), (224, 224)) == 500 * 375  # libjpeg decodes it at 1/8 scale
+    assert decoded_pixels(b"not an image", (224, 224)) == 0  # the pipeline says why it is unreadable
+    assert decoded_pixels(b"\0" * (5 * 2**20), None) > LANE_PIXELS  # unknown and large: never free
+
+
+def test_the_lane_queues_a_few_and_refuses_the_rest_at_once() -> None:
+    lane = DecodeLane(slots=1, queue=1)
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hold() -> None:
+        with lane.slot(None):
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    entered.wait(5)
+    waited: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        with lane.slot(time.monotonic() + 10):
+            waited.append(time.monotonic() - started)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    while lane.waiting == 0:
+        time.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(ServerBusy):
+        with lane.slot(time.monotonic() + 10):
+            pass
+    assert time.monotonic() - started < 0.5 and lane.refused == 1  # told at once
+    release.set()
+    holder.join()
+    waiter.join()
+    assert len(waited) == 1
+    blocker = threading.Event()
+    inside = threading.Event()
+
+    def hold_again() -> None:
+        with lane.slot(None):
+            inside.set()
+            blocker.wait(10)
+
+    again = threading.Thread(target=hold_again)
+    again.start()
+    inside.wait(5)
+    with pytest.raises(DeadlineExceeded):
+        with lane.slot(time.monotonic() + 0.2):
+            pass
+    blocker.set()
+    again.join()
+
+
+def test_inert_text_shows_html_and_markdown_as_written() -> None:
+    from clipzero.service.uitext import inert
+
+    shown = inert("<img src=x onerror=alert(1)> **bold** [link](http://x)\n# heading\n1. item\n- item")
+    assert "<" not in shown and "&lt;img" in shown
+    assert "\\*\\*bold\\*\\*" in shown and "\\[link\\]" in shown
+    assert "\\# heading" in shown and "1\\. item" in shown and "\\- item" in shown
+    assert inert("purple-triangle.png") == "purple-triangle.png"  # ordinary names stay readable
+
+
+def test_schema_errors_name_the_field_never_the_value() -> None:
+    from jsonschema import Draft202012Validator
+
+    from clipzero.agent.server import _schema_problem
+
+    schema = {"type": "object", "properties": {"labels": {"type": "array", "items": {"type": "string",
+              "maxLength": 300}}, "top_k": {"type": "integer"}}, "additionalProperties": False}  # fmt: skip
+    huge = "x" * 26_000_000
+    problems = [_schema_problem(e) for e in Draft202012Validator(schema).iter_errors(
+        {"labels": [huge], "top_k": huge, huge: 1})]  # fmt: skip
+    assert all(len(p) < 200 for p in problems), [p[:100] for p in problems]
+    assert "labels/0: is longer than 300 characters" in problems and 'top_k: must be of type "integer"' in problems
+
+
+def test_an_empty_store_file_is_the_damaged_store_error(tmp_path: Path) -> None:
+    from clipzero.errors import StoreError
+    from clipzero.store import EmbeddingStore
+
+    (tmp_path / "store.sqlite").write_bytes(b"")
+    with pytest.raises(StoreError, match="damaged or is not a clipzero store"):
+        EmbeddingStore(tmp_path)
+    from clipzero import load_model
+
+    with pytest.raises(StoreError, match="the file is empty"):
+        EmbeddingStore(tmp_path, load_model("clipzero-shapes", precision="fp32"))
+
+
+def test_a_damaged_label_cache_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
+    from clipzero.labelcache import LabelCache
+
+    path = tmp_path / "labels.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    cache = LabelCache(path, 100)
+    key = ("model", "templates", "red circle")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cache.put_many({key: np.ones(4, np.float32)})
+    assert any("moved aside" in str(w.message) for w in caught)
+    assert len(list(tmp_path.glob("labels.sqlite.damaged-*"))) == 1
+    assert key in cache.get_many([key]) and len(LabelCache(path, 100).get_many([key])) == 1  # rebuilt, on disk
