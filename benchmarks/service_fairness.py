@@ -43,7 +43,7 @@ def start(home: Path, checkout: Path | None, *extra: str) -> tuple[subprocess.Po
     if checkout is not None:
         env["PYTHONPATH"] = str(checkout)
     command = [sys.executable, "-m", "clipzero", "serve", "--model", "clipzero-shapes", "--port", str(port), *extra]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:

@@ -393,13 +393,12 @@ def build_ui(service: Service) -> Any:
         all_en.click(lambda: LANGUAGES["en"], None, language, api_visibility="private")
         all_zh.click(lambda: LANGUAGES["zh"], None, language, api_visibility="private")
         demo.load(from_browser, None, language, api_visibility="private")
-    # Gradio runs one call of each event at a time unless told otherwise: one user's heavy classify would then
-    # stall every other user's. Calls run side by side; large decodes queue in the service's lane instead.
+    # Gradio runs one call of each event at a time unless told otherwise: one user's heavy classify would stall
+    # every other user's. Calls run side by side (UI_CONCURRENCY); large decodes queue in the service's lane.
     demo.queue(default_concurrency_limit=UI_CONCURRENCY)
     return demo
 
 
-#: Calls of one UI event that run at once (each in its own worker thread).
 UI_CONCURRENCY = 8
 
 

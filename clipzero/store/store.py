@@ -31,16 +31,7 @@ import numpy as np
 from ..errors import StoreError
 from ..video import source_file
 from . import database
-from .database import (
-    SCHEMA,
-    SCHEMA_VERSION,
-    add_rows,
-    damaged_is_store_error,
-    damaged_store,
-    rebuild_index,
-    save_tuned,
-    writer_lock,
-)
+from .database import SCHEMA, SCHEMA_VERSION, add_rows, damaged_is_store_error, rebuild_index, save_tuned, writer_lock
 from .index_kinds import IndexSpec, load_index, search_index
 from .records import AddReport, Record, SearchHit, StoredImage, canonical_path
 
@@ -83,7 +74,7 @@ class EmbeddingStore:
                 raise StoreError(f"no store at {self.path}: create it by adding images with a model")
             self.path.mkdir(parents=True, exist_ok=True)
         elif db_path.stat().st_size == 0:  # SQLite would take it for a new, empty database
-            raise damaged_store(db_path, "the file is empty")
+            raise sqlite3.DatabaseError("the file is empty")  # -> the damaged-store StoreError (decorator)
         self._lock = threading.RLock()  # one connection, used by decode threads (vector_of) and the writer
         self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -92,7 +83,7 @@ class EmbeddingStore:
         with self._transaction():
             meta = self._meta()
             if not meta and (existed or encoder is None):
-                raise damaged_store(db_path, "it holds no store metadata")
+                raise sqlite3.DatabaseError("it holds no store metadata")
             if not meta:
                 assert encoder is not None  # a new store: checked above
                 self._set_meta(schema_version=SCHEMA_VERSION, model_id=encoder.id, model_spec=encoder.spec,
