@@ -7,7 +7,6 @@ import binascii
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,11 +201,26 @@ class Service:
 
         if pixels is None:
             pixels = decoded_pixels(data, self.decoder.draft)
-        with self.lane.slot(deadline) if pixels > LANE_PIXELS else nullcontext():
+        if pixels > LANE_PIXELS:
+            item = self.lane.run(lambda: prepare(data, self.decoder), deadline)
+        else:
             item = prepare(data, self.decoder)
         if item.error is not None:
             raise ImageError(name, item.error)
         return item.pixels
+
+    def thumbnail(self, data: bytes, side: int = 256, deadline: float | None = None) -> Any:
+        """A small RGB copy of an uploaded image for the UI; a large one is decoded in the lane like any other.
+
+        Raises:
+            ImageError: unreadable. ServerBusy, DeadlineExceeded: as :meth:`preprocess`.
+        """
+        from ..images import thumbnail
+
+        def make() -> Any:
+            return thumbnail(data, side, max_pixels=self.settings.max_pixels)
+
+        return self.lane.run(make, deadline) if decoded_pixels(data, (side, side)) > LANE_PIXELS else make()
 
     def price(self, images: list[tuple[str, bytes]]) -> list[int]:
         """Each image's decoded pixels, read from headers; the request is refused when they add up to more than
@@ -380,6 +394,7 @@ class Service:
 
     def close(self) -> None:
         self.batcher.close()
+        self.lane.close()
         if self.store is not None:
             self.store.close()
 

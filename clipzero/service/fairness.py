@@ -5,11 +5,12 @@ one bounded lane.
   the model's draft size allows) and says how many pixels decoding it will produce. A request's images, repeats of
   one upload included, are added up and a request over ``max_request_pixels`` is refused (413) before any of it
   is decoded.
-* **Heavy work in one lane.** Images of more than :data:`LANE_PIXELS` decoded pixels are decoded inside the
-  :class:`DecodeLane`: a few slots (one per two cores) and a short, bounded queue. A request that finds the
-  queue full is told at once that the server is busy (503, ``Retry-After``) instead of holding a worker thread
-  while it waits, so a flood of large images cannot take the threads that small requests need. A wait ends at
-  the request's deadline.
+* **Heavy work in one lane.** Images of more than :data:`LANE_PIXELS` decoded pixels are decoded by the
+  :class:`DecodeLane`: a pool of a few threads (one per two cores) at a lower CPU priority, so that small requests
+  are served first on a busy machine, and a short, bounded queue. A request that finds the queue full is told at
+  once that the server is busy (503, ``Retry-After``) instead of holding a worker thread while it waits, so a
+  flood of large images cannot take the threads that small requests need. A wait ends at the request's deadline,
+  and a decode that has not started by then is dropped.
 * **Work past the deadline is abandoned.** :func:`check_deadline` is called between images; a request whose
   client already got its 503 stops there instead of finishing in the background.
 """
@@ -21,16 +22,20 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
 from ..errors import ClipzeroError
 
-__all__ = ["LANE_PIXELS", "DecodeLane", "ServerBusy", "check_deadline", "decoded_pixels"]
+__all__ = ["LANE_PIXELS", "DecodeLane", "ServerBusy", "batches_within", "check_deadline", "decoded_pixels"]
 
 #: Images that decode to more pixels than this (a 16-megapixel picture, about 0.5 s to decode here) are decoded
 #: in the lane; smaller ones, the common case, never wait for it.
 LANE_PIXELS = 16_000_000
+
+T = TypeVar("T")
 
 #: Files whose size cannot be read from their header (camera RAW decoded by rawpy, damaged headers) larger than
 #: this many bytes are priced as a lane-sized image: never free.
@@ -73,63 +78,92 @@ def decoded_pixels(data: bytes, draft: tuple[int, int] | None = None) -> int:
         return LANE_PIXELS + 1 if len(data) > _UNKNOWN_HEAVY_BYTES else 0
 
 
+def batches_within(items: Iterable[T], size: int, budget: int, cost: Callable[[T], int]) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` whose costs add up to at most ``budget`` (one request's pixels); an
+    item over the budget alone is a list of its own."""
+    batch: list[T] = []
+    spent = 0
+    for item in items:
+        price = cost(item)
+        if batch and (len(batch) >= size or spent + price > budget):
+            yield batch
+            batch, spent = [], 0
+        batch.append(item)
+        spent += price
+    if batch:
+        yield batch
+
+
 def default_slots() -> int:
     """One slot per two cores (at least one): large decodes never take every core from small requests."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+def _lower_priority() -> None:
+    """Run this lane thread at nice 10 (Linux sets it per thread): small requests' threads go first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not permitted: the lane still bounds the work
+        pass
+
+
 class DecodeLane:
-    """A few slots for heavy decodes and a bounded queue in front of them.
+    """A few threads for heavy decodes and a bounded queue in front of them.
 
     Args:
-        slots: heavy decodes that may run at once.
-        queue: requests that may wait for a slot; one more is refused with :class:`ServerBusy`.
+        slots: heavy decodes that may run at once (the pool's threads).
+        queue: decodes that may wait for a thread; one more is refused with :class:`ServerBusy`.
     """
 
     def __init__(self, slots: int | None = None, queue: int = 4) -> None:
         self.slots = max(1, slots or default_slots())
         self.queue = max(0, queue)
-        self._free = self.slots
-        self._waiting = 0
-        self._changed = threading.Condition()
+        self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="clipzero-lane", initializer=_lower_priority)
+        self._pending = 0  # submitted and not finished: running plus waiting
+        self._running = 0
+        self._lock = threading.Lock()
         self.refused = 0  # requests told the lane was full (shown by /v1/models)
 
     @property
     def waiting(self) -> int:
-        return self._waiting
+        return max(0, self._pending - self._running)
 
-    @contextmanager
-    def slot(self, deadline: float | None) -> Iterator[None]:
-        """Hold one slot for the ``with`` body.
+    def run(self, work: Callable[[], T], deadline: float | None) -> T:
+        """``work()`` on one of the lane's threads; its result, or its exception.
 
         Raises:
-            ServerBusy: every slot is taken and the queue is full.
-            DeadlineExceeded: no slot came free before ``deadline``.
+            ServerBusy: every thread is busy and the queue is full.
+            DeadlineExceeded: not done by ``deadline`` (not started by then: dropped).
         """
-        with self._changed:
-            if self._free == 0:
-                if self._waiting >= self.queue:
-                    self.refused += 1
-                    raise ServerBusy(
-                        "this server is busy decoding other large images; try again in a few seconds (smaller "
-                        "images never wait for this)"
-                    )
-                self._waiting += 1
-                try:
-                    while self._free == 0:
-                        left = None if deadline is None else deadline - time.monotonic()
-                        if left is not None and left <= 0:
-                            raise DeadlineExceeded(
-                                "a large image waited for the decoding lane until this server's time limit "
-                                "(--request-timeout)"
-                            )
-                        self._changed.wait(left)
-                finally:
-                    self._waiting -= 1
-            self._free -= 1
+        with self._lock:
+            if self._pending >= self.slots + self.queue:
+                self.refused += 1
+                raise ServerBusy(
+                    "this server is busy decoding other large images; try again in a few seconds (smaller "
+                    "images never wait for this)"
+                )
+            self._pending += 1
+
+        def tracked() -> T:
+            with self._lock:
+                self._running += 1
+            try:
+                return work()
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self._pending -= 1
+
+        future = self._pool.submit(tracked)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            yield
-        finally:
-            with self._changed:
-                self._free += 1
-                self._changed.notify()
+            return future.result(timeout=left)
+        except FutureTimeout as exc:
+            if future.cancel():  # never started: it will not run, and no longer counts
+                with self._lock:
+                    self._pending -= 1
+            raise DeadlineExceeded("a large image was still waiting to be decoded at this server's time limit "
+                                   "(--request-timeout)") from exc  # fmt: skip
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

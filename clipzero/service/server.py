@@ -27,6 +27,9 @@ def quiet_environment() -> None:
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     os.environ.setdefault("GRADIO_ALLOW_FLAGGING", "never")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Gradio switches matplotlib's backend around every UI call, on the event loop: with a backend named here,
+    # that is free, instead of a backend search (about a second, stalling every client) on the first call.
+    os.environ.setdefault("MPLBACKEND", "agg")
 
 
 def _work_folder() -> Path:
@@ -86,6 +89,7 @@ def create_app(settings: ServiceSettings | None = None, *, ui: bool = True, host
         from .ui import build_ui
 
         blocks = build_ui(service)
+        _import_matplotlib()
         app = gr.mount_gradio_app(
             app,
             blocks,
@@ -105,6 +109,16 @@ def create_app(settings: ServiceSettings | None = None, *, ui: bool = True, host
                        allowed_origins=settings.allowed_origins, max_strings=settings.max_body_strings)  # fmt: skip
     gate.work_folder = work  # type: ignore[attr-defined]
     return gate
+
+
+def _import_matplotlib() -> None:
+    """Gradio imports matplotlib (when installed) at the first UI call, on the event loop: done here instead."""
+    try:
+        import matplotlib
+
+        matplotlib.get_backend()
+    except ImportError:
+        pass
 
 
 def serve(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from ..errors import ClipzeroError
 from ..factory import split_labels
 from ..images import thumbnail
 from .core import Service
+from .fairness import batches_within
 from .ui_dedup import dedup_tab
 from .uitext import LANGUAGES, inert, language_of, say
 
@@ -142,7 +142,7 @@ def build_ui(service: Service) -> Any:
             top = r["predictions"][0]
             caption = (f"{r['label']} {top['score']:.2f}" if r.get("label") else
                        say("none_caption", lang, label=top["label"]))  # fmt: skip
-            gallery.append((thumbnail(data, max_pixels=settings.max_pixels), f"{Path(name).name}: {caption}"))
+            gallery.append((_picture(service, data, 256), f"{Path(name).name}: {caption}"))
         notes = [f"**{inert(r['image'])}** {say('unreadable_note', lang)}: {inert(r['error'])}"
                  for r in results if "error" in r]  # fmt: skip
         for r in readable:
@@ -208,8 +208,8 @@ def build_ui(service: Service) -> Any:
             counts: dict[str, int] = {}
             errors: list[str] = []
             try:
-                chunks = _chunks(progress.tqdm(items, desc="tagging"), settings.max_images, service.pixel_budget,
-                                 lambda item: service.price([(item.name, item.data)])[0] if item.data else 0)
+                chunks = batches_within(progress.tqdm(items, desc="tagging"), settings.max_images, service.pixel_budget,
+                                        lambda item: service.price([(item.name, item.data)])[0] if item.data else 0)
                 for chunk in chunks:
                     for item in chunk:
                         if item.error is not None:
@@ -232,7 +232,7 @@ def build_ui(service: Service) -> Any:
                             counts[label] = counts.get(label, 0) + 1
                             if len(shown) < _GALLERY_IMAGES:
                                 caption = f"{Path(prediction.image).name}: {label}"
-                                shown.append((thumbnail(data, 160, max_pixels=settings.max_pixels), caption, label))
+                                shown.append((_picture(service, data, 160, deadline), caption, label))
             except DeadlineExceeded as exc:  # keep what was tagged; say where it stopped
                 stopped = f" Stopped early: {exc}."
             finally:
@@ -406,6 +406,17 @@ UI_CONCURRENCY = 8
 _GALLERY_IMAGES = 120
 
 
+def _picture(service: Service, data: bytes, side: int, deadline: float | None = None) -> Any:
+    """A gallery thumbnail; a grey tile when the large-image lane is full or the deadline passed (the result
+    itself is kept)."""
+    try:
+        return service.thumbnail(data, side, deadline)
+    except ClipzeroError:
+        from PIL import Image
+
+        return Image.new("RGB", (side, side), (225, 225, 225))
+
+
 def _ensure(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -413,18 +424,3 @@ def _ensure(folder: Path) -> Path:
 
 def _bars(result: dict[str, Any]) -> dict[str, float]:
     return {p["label"]: p["score"] for p in result["predictions"]}
-
-
-def _chunks(items: Iterable[Any], size: int, budget: int, cost: Callable[[Any], int]) -> Iterator[list[Any]]:
-    """``items`` in lists of at most ``size`` whose costs add up to at most ``budget`` (one request's pixels)."""
-    chunk: list[Any] = []
-    spent = 0
-    for item in items:
-        price = cost(item)
-        if chunk and (len(chunk) >= size or spent + price > budget):
-            yield chunk
-            chunk, spent = [], 0
-        chunk.append(item)
-        spent += price
-    if chunk:
-        yield chunk

@@ -50,50 +50,52 @@ def test_the_lane_queues_a_few_and_refuses_the_rest_at_once() -> None:
     release = threading.Event()
     entered = threading.Event()
 
-    def hold() -> None:
-        with lane.slot(None):
-            entered.set()
-            release.wait(10)
+    def block() -> str:
+        entered.set()
+        release.wait(10)
+        return "held"
 
-    holder = threading.Thread(target=hold)
+    results: list[str] = []
+    holder = threading.Thread(target=lambda: results.append(lane.run(block, None)))
     holder.start()
     entered.wait(5)
-    waited: list[float] = []
-
-    def wait() -> None:
-        started = time.monotonic()
-        with lane.slot(time.monotonic() + 10):
-            waited.append(time.monotonic() - started)
-
-    waiter = threading.Thread(target=wait)
+    waiter = threading.Thread(target=lambda: results.append(lane.run(lambda: "waited", time.monotonic() + 10)))
     waiter.start()
     while lane.waiting == 0:
         time.sleep(0.01)
     started = time.monotonic()
     with pytest.raises(ServerBusy):
-        with lane.slot(time.monotonic() + 10):
-            pass
-    assert time.monotonic() - started < 0.5 and lane.refused == 1  # told at once
+        lane.run(lambda: "never", time.monotonic() + 10)
+    assert time.monotonic() - started < 0.5 and lane.refused == 1  # told at once, no thread held
     release.set()
     holder.join()
     waiter.join()
-    assert len(waited) == 1
-    blocker = threading.Event()
-    inside = threading.Event()
-
-    def hold_again() -> None:
-        with lane.slot(None):
-            inside.set()
-            blocker.wait(10)
-
-    again = threading.Thread(target=hold_again)
-    again.start()
-    inside.wait(5)
+    assert sorted(results) == ["held", "waited"] and lane.waiting == 0
+    release.clear()
+    entered.clear()
+    ran: list[bool] = []
+    holder = threading.Thread(target=lambda: lane.run(block, None))
+    holder.start()
+    entered.wait(5)
     with pytest.raises(DeadlineExceeded):
-        with lane.slot(time.monotonic() + 0.2):
-            pass
-    blocker.set()
-    again.join()
+        lane.run(lambda: ran.append(True), time.monotonic() + 0.2)
+    release.set()
+    holder.join()
+    lane.close()
+    assert ran == [] and lane.waiting == 0  # past its deadline before it started: dropped, never run
+
+
+def test_lane_threads_run_at_a_lower_priority() -> None:
+    import os
+
+    if not hasattr(os, "getpriority"):
+        pytest.skip("no per-thread priorities here")
+    lane = DecodeLane(slots=1)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    theirs = lane.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), None)
+    lane.close()
+    assert theirs > mine  # nicer: small requests' threads get the CPU first
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
 
 
 def test_inert_text_shows_html_and_markdown_as_written() -> None:
@@ -146,3 +148,12 @@ def test_a_damaged_label_cache_is_moved_aside_and_rebuilt(tmp_path: Path) -> Non
     assert any("moved aside" in str(w.message) for w in caught)
     assert len(list(tmp_path.glob("labels.sqlite.damaged-*"))) == 1
     assert key in cache.get_many([key]) and len(LabelCache(path, 100).get_many([key])) == 1  # rebuilt, on disk
+
+
+def test_batches_stay_within_the_count_and_the_pixel_budget() -> None:
+    from clipzero.service.fairness import batches_within
+
+    costs = [10, 10, 50, 60, 5, 5, 5, 200, 1]
+    batches = list(batches_within(costs, 3, 100, lambda c: c))
+    assert batches == [[10, 10, 50], [60, 5, 5], [5], [200], [1]]
+    assert [c for b in batches for c in b] == costs  # nothing lost, order kept
