@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/classify_cache.py
 	$(BIN)/python benchmarks/adaptation.py
 	$(BIN)/python benchmarks/service_load.py
+	$(BIN)/python benchmarks/service_fairness.py
 	$(BIN)/python benchmarks/ray_overhead.py
 
 # The offline quickstart: the bundled model labels the example images, in English and in Chinese.

@@ -208,11 +208,10 @@ class ServiceGate:
         return not netloc or netloc != headers.get("host", "").strip().lower()
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send, length: int | None) -> None:
-        """An upload within the folder's quota: its declared size reserved first, an undeclared one counted."""
+        """An upload within the folder's quota: its declared size counted first, an undeclared one as it streams."""
         assert self.quota is not None
-        free = await anyio.to_thread.run_sync(self.quota.free)
-        size = length if length is not None else min(self.limit, free)
-        if size > free or not self.quota.reserve(size):
+        size = await anyio.to_thread.run_sync(self.quota.reserve, length, self.limit)  # walks the folder: off the loop
+        if size is None:
             await _error(send, 507, "InsufficientStorage", self._quota_full())
             return
         full = (507, "InsufficientStorage", self._quota_full())

@@ -50,20 +50,26 @@ class UploadQuota:
                     continue  # removed meanwhile
         return total
 
-    def free(self) -> int:
-        """Bytes a new upload may still have (0 when full); old files are swept first."""
-        self.sweep()
-        with self._lock:
-            return max(0, self.limit - self.used() - self._arriving)
+    def reserve(self, declared: int | None, most: int) -> int | None:
+        """Count an arriving upload against the quota (old files swept first, at most every 30 s).
 
-    def reserve(self, size: int) -> bool:
-        """Count ``size`` more arriving bytes if they fit; False (and nothing counted) when they do not."""
+        Args:
+            declared: its Content-Length, or None when it is sent in chunks.
+            most: the most one upload may be (the per-request limit).
+
+        Returns:
+            The bytes counted for it (its declared size, or all the room left up to ``most``), or None when it does
+            not fit (nothing is counted then).
+        """
+        self.sweep(every_s=30.0)
         with self._lock:
-            if self.used() + self._arriving + size > self.limit:
+            room = self.limit - self.used() - self._arriving
+            size = declared if declared is not None else min(most, room)
+            if size <= 0 or size > room:
                 self.refused += 1
-                return False
+                return None
             self._arriving += size
-            return True
+            return size
 
     def release(self, size: int) -> None:
         """Stop counting ``size`` arriving bytes (the upload ended: it is on disk now, or was refused)."""

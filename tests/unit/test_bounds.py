@@ -157,3 +157,23 @@ def test_batches_stay_within_the_count_and_the_pixel_budget() -> None:
     batches = list(batches_within(costs, 3, 100, lambda c: c))
     assert batches == [[10, 10, 50], [60, 5, 5], [5], [200], [1]]
     assert [c for b in batches for c in b] == costs  # nothing lost, order kept
+
+
+def test_the_upload_quota_counts_arriving_bytes_and_sweeps_old_files(tmp_path: Path) -> None:
+    import os
+
+    from clipzero.service.quota import UploadQuota
+
+    quota = UploadQuota(tmp_path, limit_bytes=1000, keep_s=60)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "old.png").write_bytes(b"x" * 600)
+    assert quota.reserve(300, most=500) == 300  # 600 on disk + 300 arriving
+    assert quota.reserve(200, most=500) is None and quota.refused == 1  # 1,100 would pass the quota
+    assert quota.reserve(None, most=500) == 100  # a chunked upload gets the room that is left
+    quota.release(300)
+    quota.release(100)
+    old = time.time() - 120
+    os.utime(tmp_path / "a" / "old.png", (old, old))
+    (tmp_path / "new.png").write_bytes(b"y" * 10)
+    assert quota.sweep() == 1 and not (tmp_path / "a").exists() and (tmp_path / "new.png").exists()
+    assert quota.used() == 10 and quota.reserve(900, most=1000) == 900
