@@ -15,7 +15,15 @@ from .errors import ConfigError
 from .images import ImageSource
 from .pipeline import Decoder, decode
 
-__all__ = ["Encoder", "apply_precision", "bounded_text", "check_precision", "default_precision", "resolve_device"]
+__all__ = [
+    "Encoder",
+    "apply_precision",
+    "bounded_text",
+    "check_precision",
+    "default_precision",
+    "native_bf16",
+    "resolve_device",
+]
 
 #: Runs of this many non-space characters or more are split before tokenizing (see :func:`bounded_text`).
 _LONG_RUN = re.compile(r"\S{64,}")
@@ -61,13 +69,16 @@ def default_precision(device: torch.device) -> str:
     if device.type == "cuda":
         return "fp16"
     if device.type == "cpu":
-        cpu = torch.cpu
-        native = (
-            getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-            or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
-        )
-        return "bf16" if native else "fp32"
+        return "bf16" if native_bf16() else "fp32"
     return "fp32"
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, about 10x slower
+    than fp32."""
+    cpu = torch.cpu
+    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(cpu, "_is_amx_tile_supported", lambda: False)())  # fmt: skip
 
 
 def check_precision(precision: str, device: torch.device) -> None:

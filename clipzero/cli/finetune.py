@@ -34,7 +34,8 @@ def _lora_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     group.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     group.add_argument("--lora-batch-size", type=int, default=32, metavar="N", help="images per step (default 32)")
-    group.add_argument("--no-bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
+    group.add_argument("--no-bf16", action="store_true", help="train in fp32 (default: bf16 autocast where the CPU "
+                       "computes bf16 natively, else fp32)")  # fmt: skip
 
 
 def add_parsers(commands: Any) -> None:
@@ -108,7 +109,7 @@ def _lora_settings(args: argparse.Namespace) -> Any:
         lr=args.lr,
         steps=args.steps,
         batch_size=args.lora_batch_size,
-        bf16=not args.no_bf16,
+        bf16=False if args.no_bf16 else None,
         seed=args.seed,
     )
 

@@ -46,7 +46,7 @@ class LoraSettings:
         batch_size: int = 32,
         weight_decay: float = 0.01,
         target: str = DEFAULT_TARGET,
-        bf16: bool = True,
+        bf16: bool | None = None,
         seed: int = 0,
         evaluations: int = 5,
     ) -> None:
@@ -56,6 +56,10 @@ class LoraSettings:
             raise AdapterError("LoRA steps and batch size must be at least 1")
         self.rank, self.alpha, self.dropout, self.lr = rank, alpha, dropout, lr
         self.steps, self.batch_size, self.weight_decay = steps, batch_size, weight_decay
+        if bf16 is None:  # autocast only where the CPU has native bf16: emulated, it is ~10x slower than fp32
+            from ..encoder import native_bf16
+
+            bf16 = native_bf16()
         self.target, self.bf16, self.seed, self.evaluations = target, bf16, seed, evaluations
 
     def to_dict(self) -> dict[str, Any]:

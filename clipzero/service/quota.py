@@ -6,7 +6,9 @@ the server's own upload folder. :class:`UploadQuota` keeps it bounded:
 * an upload is accepted only while the folder, plus the uploads still arriving, stays under ``limit_bytes``
   (``--max-temp-mb``); past it the client gets 507 before (or while) its bytes arrive, and nothing of it is kept;
 * files older than ``keep_s`` are removed (never sooner than the longest request may still read them: the UI's
-  batch tag, 10x ``--request-timeout``), checked before each upload and once a minute;
+  batch tag, 10x ``--request-timeout``), checked before uploads and once a minute; a file's age counts from when
+  it was placed in the folder (a copy that kept an old modification time is not old), and the files the UI
+  itself put there at start (its example pictures) stay while the server runs;
 * the whole folder is removed when the server stops (SIGTERM and SIGINT included; see ``server.serve``).
 """
 
@@ -37,7 +39,13 @@ class UploadQuota:
         self._arriving = 0  # bytes of uploads counted while they stream in
         self._lock = threading.Lock()
         self._last_sweep = 0.0
+        self._pinned: set[str] = set()
         self.refused = 0
+
+    def pin_existing(self) -> int:
+        """Keep the files in the folder now (the UI's own, put there at start) for as long as the server runs."""
+        self._pinned = {os.path.join(folder, name) for folder, _, files in os.walk(self.root) for name in files}
+        return len(self._pinned)
 
     def used(self) -> int:
         """Bytes of the files in the folder now (links are not followed)."""
@@ -90,8 +98,11 @@ class UploadQuota:
         for folder, folders, files in os.walk(self.root, topdown=False):
             for name in files:
                 path = os.path.join(folder, name)
+                if path in self._pinned:
+                    continue
                 try:
-                    if now - os.lstat(path).st_mtime > self.keep_s:
+                    info = os.lstat(path)
+                    if now - max(info.st_mtime, info.st_ctime) > self.keep_s:  # placed here, not first written
                         os.unlink(path)
                         removed += 1
                 except OSError:

@@ -103,6 +103,7 @@ def create_app(settings: ServiceSettings | None = None, *, ui: bool = True, host
         # A mounted Blocks is never "launched", and Gradio skips its own check that file arguments were uploaded
         # by a client unless it is. The gate checks them first; this turns Gradio's check on as a second wall.
         blocks.has_launched = True
+    quota.pin_existing()  # the UI's example pictures, copied in by Gradio as it built the page
     quota.start_sweeper()
     gate = ServiceGate(app, api_key=settings.api_key, max_upload_bytes=settings.max_upload_bytes, upload_root=uploads,
                        quota=quota, allowed_hosts=allowed_hosts(host, settings.allowed_hosts),

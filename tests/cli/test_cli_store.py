@@ -128,3 +128,13 @@ def test_a_damaged_store_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) 
         assert result.returncode == 1, result.stderr
         assert "Traceback" not in result.stderr and "sqlite3" not in result.stderr.split(":")[0]
         assert str(store / "store.sqlite") in result.stderr and "rebuild" in result.stderr, result.stderr
+
+
+def test_an_empty_store_file_gets_the_damaged_store_message_not_a_traceback(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "store.sqlite").write_bytes(b"")
+    for command in (["index", "info", "--store", str(store)], ["search", "red", "--store", str(store)]):
+        result = run(*command)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert "damaged or is not a clipzero store (the file is empty)" in result.stderr

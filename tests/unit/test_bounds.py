@@ -165,15 +165,20 @@ def test_the_upload_quota_counts_arriving_bytes_and_sweeps_old_files(tmp_path: P
     from clipzero.service.quota import UploadQuota
 
     quota = UploadQuota(tmp_path, limit_bytes=1000, keep_s=60)
+    (tmp_path / "ui.png").write_bytes(b"u" * 5)
+    quota.pin_existing()  # the UI's own files, there at start
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "old.png").write_bytes(b"x" * 600)
+    (tmp_path / "a" / "old.png").write_bytes(b"x" * 595)
     assert quota.reserve(300, most=500) == 300  # 600 on disk + 300 arriving
     assert quota.reserve(200, most=500) is None and quota.refused == 1  # 1,100 would pass the quota
     assert quota.reserve(None, most=500) == 100  # a chunked upload gets the room that is left
     quota.release(300)
     quota.release(100)
-    old = time.time() - 120
-    os.utime(tmp_path / "a" / "old.png", (old, old))
+    old = time.time() - 3600
+    for name in ("a/old.png", "ui.png"):
+        os.utime(tmp_path / name, (old, old))
+    assert quota.sweep() == 0  # a copy that kept an old modification time was placed just now
     (tmp_path / "new.png").write_bytes(b"y" * 10)
-    assert quota.sweep() == 1 and not (tmp_path / "a").exists() and (tmp_path / "new.png").exists()
-    assert quota.used() == 10 and quota.reserve(900, most=1000) == 900
+    assert quota.sweep(now=time.time() + 120) == 2  # two minutes on: the uploads go, the UI's own file stays
+    assert [p.name for p in tmp_path.rglob("*")] == ["ui.png"]
+    assert quota.used() == 5 and quota.reserve(900, most=1000) == 900

@@ -262,3 +262,11 @@ def test_adapter_for_another_model_is_refused(tmp_path: Path, tiny_model_dir: Pa
         load_model(str(tiny_model_dir), device="cpu", adapter=folder)
     with pytest.raises(AdapterError, match="not a saved LoRA adapter"):
         load_model(str(tiny_model_dir), device="cpu", adapter=tmp_path)
+
+
+def test_lora_autocasts_to_bf16_only_where_the_cpu_computes_it_natively() -> None:
+    from clipzero.encoder import native_bf16
+    from clipzero.finetune.lora import LoraSettings
+
+    assert LoraSettings().bf16 is native_bf16()  # emulated bf16 is about 10x slower than fp32
+    assert LoraSettings(bf16=False).bf16 is False and LoraSettings(bf16=True).bf16 is True
