@@ -100,11 +100,18 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
         LabelError: the file cannot be read.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        data = Path(path).read_bytes()
     except FileNotFoundError as exc:
         raise LabelError(f"labels file {path} not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise LabelError(f"cannot read labels file {path}: {exc}") from exc
+    # UTF-8 with or without its BOM; UTF-16 only with a BOM (Windows Notepad's "Unicode"): it says which it is.
+    encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise LabelError(f"labels file {path} is not UTF-8 (byte 0x{data[exc.start]:02x} at position {exc.start} "
+                         "cannot be read): save it as UTF-8") from exc  # fmt: skip
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 

@@ -79,10 +79,10 @@ def _write(summary: dict[str, Any], args: argparse.Namespace, out: TextIO, error
 
 def _add(args: argparse.Namespace, out: TextIO) -> int:
     from ..factory import open_store
-    from ..images import find_images
 
     options.at_least(args, 1, "batch_size", "workers", "shard_rows", "ray_actors")
     options.check_every(args)
+    paths = options.input_images(args)  # a wrong path fails here, before the model loads
     ray = None
     if args.engine == "ray":
         from ..extras import require
@@ -93,7 +93,6 @@ def _add(args: argparse.Namespace, out: TextIO) -> int:
         ray = RayOptions(address=args.ray_address, actors=args.ray_actors, batch_size=args.batch_size)
     path = args.store or options.default_store()
     choice = options.check_model(args, path)
-    paths = find_images(args.paths, recursive=args.recursive, videos=True)
     with open_store(path, choice, index=args.index) as store, options.progress(len(paths), args.quiet) as bar:
         report = store.add(paths, batch_size=args.batch_size, workers=args.workers, progress=bar.update,
                            engine=args.engine, ray=ray, shard_rows=args.shard_rows, every=args.every,
@@ -105,7 +104,8 @@ def _add(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         summary.update(model=encoder.id, precision=encoder.precision, engine=args.engine)
     _write(summary, args, out, report.failed)
-    return 0
+    done = report.encoded + report.reused + report.unchanged
+    return 1 if report.failed and not done else 0  # every input failed: 1
 
 
 def _build_sharded(args: argparse.Namespace, out: TextIO) -> int:

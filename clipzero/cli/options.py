@@ -203,6 +203,32 @@ def existing_store(args: argparse.Namespace) -> Path:
 
 
 # -- checks, before any model loads ------------------------------------------------------------------------------
+def input_images(args: argparse.Namespace) -> list[str]:
+    """The image and video files ``args.paths`` name (folders listed), checked before any model loads.
+
+    Raises:
+        ConfigError (exit 2): a path that does not exist, or no image among the paths.
+    """
+    import os
+
+    from ..errors import ConfigError
+    from ..formats import VIDEO_SUFFIXES
+    from ..images import IMAGE_SUFFIXES, find_images
+
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ConfigError(f"no such file or folder: {', '.join(missing[:5])}{more}")
+    paths = find_images(args.paths, recursive=args.recursive, videos=True)
+    if not paths:
+        deeper = (" (sub-folders are not read: add --recursive)"
+                  if not args.recursive and any(os.path.isdir(p) and any(e.is_dir() for e in os.scandir(p))
+                                                for p in args.paths) else "")  # fmt: skip
+        endings = " ".join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))
+        raise ConfigError(f"no images found under {', '.join(args.paths)}{deeper}; formats read: {endings}")
+    return paths
+
+
 def check_every(args: argparse.Namespace) -> None:
     """--every is a positive number of seconds (exit 2 otherwise)."""
     from ..errors import ConfigError

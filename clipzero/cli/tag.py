@@ -43,7 +43,6 @@ def add_parsers(commands: Any) -> None:
 def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     from ..extras import require
     from ..factory import open_classifier, open_encoder, resolve_templates
-    from ..images import find_images
     from ..outputs import ResultWriter, format_for
     from ..tagging import TagSummary, check_engine, tag_into
 
@@ -59,9 +58,9 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
                  reject=bool(args.reject) or args.min_similarity is not None)  # fmt: skip
     if args.engine == "ray":
         require("ray", "--engine ray")
+    paths = options.input_images(args)  # a wrong path fails here, before the model loads
     choice = options.check_model(args, args.store)
     reranker = options.reranker(args, templates)
-    paths = find_images(args.paths, recursive=args.recursive, videos=True)
     writer = ResultWriter(args.out, fmt)
     summary = TagSummary()
     store = None
@@ -116,7 +115,7 @@ def _report(args: argparse.Namespace, summary: Any, writer: Any, out: TextIO, no
         f"{summary.images_per_second:.1f} images/s{' on Ray' if args.engine == 'ray' else ''}, precision "
         f"{summary.precision}{note}\n"
     )
-    return 0
+    return 1 if summary.failed and not summary.tagged and not summary.skipped else 0  # every input failed: 1
 
 
 COMMANDS = {"tag": cmd_tag}

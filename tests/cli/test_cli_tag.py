@@ -18,6 +18,8 @@ from clipzero.outputs import read_results
 from tests.cli.test_cli import run
 from tests.conftest import write_pictures
 
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+
 
 def _pictures(folder: Path, n: int) -> list[Path]:
     return write_pictures(folder, n, ".jpg", seed=7, size=(40, 32))
@@ -222,3 +224,47 @@ def test_two_runs_on_one_out_the_second_is_refused_and_csv_cells_are_inert(tiny_
     assert [c["image"] for c in cells if "1+2" in c["image"]] == [f"{formula}"]  # a path starts with "/": inert
     assert {c["label"] for c in cells} <= {"red", "'=green", "'@blue"}
     assert {r["label"] for r in rows} <= {"red", "=green", "@blue"}
+
+
+def test_tag_fails_before_work_on_a_wrong_path_and_says_when_nothing_was_tagged(tiny_model_dir: Path,
+                                                                                tmp_path: Path) -> None:  # fmt: skip
+    base = ["--labels", "red", "blue", "--model", str(tiny_model_dir), "--templates", "photo", "--quiet"]
+    missing = run("tag", str(tmp_path / "no" / "such" / "dir"), "--out", str(tmp_path / "a.jsonl"), *base)
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "no/such/dir" in missing.stderr
+    assert not (tmp_path / "a.jsonl").exists()  # refused before anything was opened or loaded
+    empty = tmp_path / "empty"
+    (empty / "deeper").mkdir(parents=True)
+    (empty / "notes.txt").write_text("not a picture")
+    nothing = run("tag", str(empty), "--out", str(tmp_path / "b.jsonl"), *base)
+    assert nothing.returncode == 2 and "no images found under" in nothing.stderr
+    assert "--recursive" in nothing.stderr and ".jpg" in nothing.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (broken / name).write_bytes(b"not an image")
+    failed = run("tag", str(broken), "--out", str(tmp_path / "c.jsonl"), *base)
+    assert failed.returncode == 1 and "failed 2" in failed.stderr  # every input failed: a script notices
+    index = run("index", "add", str(tmp_path / "gone.png"), "--store", str(tmp_path / "store"), "--model",
+                str(tiny_model_dir))  # fmt: skip
+    assert index.returncode == 2 and "no such file or folder" in index.stderr
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_label_files_in_utf8_and_utf16_with_a_bom_are_read(tmp_path: Path, encoding: str) -> None:
+    from clipzero.zeroshot import read_labels
+
+    path = tmp_path / "labels.txt"
+    path.write_text("红色圆形\nblue star\n# a comment\n", encoding=encoding)
+    assert read_labels(path) == ["红色圆形", "blue star"]
+
+
+def test_a_label_file_in_another_encoding_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    from clipzero.errors import LabelError
+    from clipzero.zeroshot import read_labels
+
+    path = tmp_path / "labels-gbk.txt"
+    path.write_bytes("红色圆形\n蓝色星星\n".encode("gbk"))
+    with pytest.raises(LabelError, match=r"labels-gbk\.txt is not UTF-8 .*save it as UTF-8"):
+        read_labels(path)
+    result = run("classify", str(EXAMPLES_DIR / "red-circle.png"), "--labels-file", str(path))
+    assert result.returncode == 2 and "save it as UTF-8" in result.stderr and "Traceback" not in result.stderr
