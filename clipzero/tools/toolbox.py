@@ -157,17 +157,47 @@ class Toolbox:
                 return where, base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise ImageError(where, "the data URL's data is not valid base64") from exc
-        path = inside_roots(ref, self.roots)
+        path = inside_roots(self._in_root(ref), self.roots)
         if path.stat().st_size > limit:
             raise ImageError(ref, f"over this server's limit of {limit:,} bytes per image")
         return ref, path
 
+    def _in_root(self, ref: str) -> str:
+        """A relative path is read inside the first root (never the server's working folder)."""
+        return ref if os.path.isabs(ref) or not self.roots else os.path.join(self.roots[0], ref)
+
     def _images(self, refs: Any, *, allow_empty: bool = False) -> list[tuple[str, bytes | Path]]:
+        self._check_refs(refs, allow_empty)
+        return [self._image(ref, f"images[{i}]") for i, ref in enumerate(refs)]
+
+    def _check_refs(self, refs: Any, allow_empty: bool = False) -> None:
         if not isinstance(refs, list) or (not refs and not allow_empty):
             raise LabelError("images must be a non-empty list of file paths or data URLs")
         if len(refs) > self.limits.max_images:
             raise LabelError(f"{len(refs)} images, over this server's limit of {self.limits.max_images} per call")
-        return [self._image(ref, f"images[{i}]") for i, ref in enumerate(refs)]
+
+    def _embedded_in_place(self, refs: Any) -> list[Any]:
+        """Every image argument, in order: embedded, or with the reason it was refused or unreadable in its place
+        (one bad path does not fail the others, as on ``POST /v1/classify``).
+
+        Raises:
+            ImageError: no image could be used (each named with its reason).
+        """
+        from ..pipeline import Embedded
+
+        self._check_refs(refs)
+        checked: list[tuple[str, bytes | Path] | Embedded] = []
+        for i, ref in enumerate(refs):
+            try:
+                checked.append(self._image(ref, f"images[{i}]"))
+            except (ClientPathRefused, ImageError) as exc:
+                name = ref if isinstance(ref, str) and not ref.startswith("data:") else f"images[{i}]"
+                checked.append(Embedded(name[:300], error=exc.reason if isinstance(exc, ImageError) else str(exc)))
+        good = iter(self._embedded([c for c in checked if not isinstance(c, Embedded)]))
+        items = [c if isinstance(c, Embedded) else next(good) for c in checked]
+        if all(item.error is not None for item in items):
+            raise ImageError("no image could be used", "; ".join(f"{item.name}: {item.error}" for item in items))
+        return items
 
     def _embedded(self, images: list[tuple[str, bytes | Path]]) -> list[Any]:
         from ..pipeline import embed_all
@@ -187,9 +217,8 @@ class Toolbox:
         chosen_labels = self._labels(labels)
         k = self._top_k(top_k)
         cut = self._cut(threshold, reject, min_similarity)
-        sources = self._images(images)
         classifier = self._classifier(chosen_labels, templates)
-        predictions = predict_embedded(classifier, self._embedded(sources), top_k=k, **cut)
+        predictions = predict_embedded(classifier, self._embedded_in_place(images), top_k=k, **cut)
         results = []
         for prediction in predictions:
             row = prediction.to_dict()
@@ -251,8 +280,8 @@ class Toolbox:
         cut = self._cut(threshold, reject, min_similarity)
         if not isinstance(folder, str) or not isinstance(out, str):
             raise LabelError("folder and out must be paths (strings)")
-        where = inside_roots(folder, self.roots, kind="folder")
-        target = inside_roots(out, self.roots, kind="output")
+        where = inside_roots(self._in_root(folder), self.roots, kind="folder")
+        target = inside_roots(self._in_root(out), self.roots, kind="output")
         fmt = format_for(target)
         for side in side_files(target, fmt):  # the errors file, the lock, Parquet's partial rows: each by the one rule
             if os.path.lexists(side) and os.path.islink(side):

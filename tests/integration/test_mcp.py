@@ -296,7 +296,13 @@ def test_tag_folder_writes_nothing_outside_the_root_and_errors_never_echo_argume
             huge = await client.call_tool("classify_images", {"images": [folder + "/red-circle.png"],
                                                               "labels": ["a", "b"], "top_k": "x" * 3_000_000})
             blob = await client.call_tool("classify_images", {"images": ["x" * 3_000_000], "labels": ["a", "b"]})
-            return {"linked": linked, "tagged": tagged, "huge": huge, "blob": blob}
+            mixed = await client.call_tool("classify_images", {"images": [
+                "examples/blue-star.png", "/etc/hostname", "link-to-secret.png", "examples/missing.png"],
+                "labels": ["blue star", "red circle"]})  # fmt: skip
+            relative = await client.call_tool("tag_folder", {"folder": "examples", "labels": ["red", "blue"],
+                                                             "out": "relative.jsonl"})  # fmt: skip
+            return {"linked": linked, "tagged": tagged, "huge": huge, "blob": blob, "mixed": mixed,
+                    "relative": relative}  # fmt: skip
 
     seen = anyio.run(session)
     assert seen["linked"].is_error and "refused" in seen["linked"].content[0].text
@@ -309,3 +315,12 @@ def test_tag_folder_writes_nothing_outside_the_root_and_errors_never_echo_argume
     message = seen["huge"].content[0].text
     assert seen["huge"].is_error and len(message) < 500 and "top_k" in message  # the field, not its value
     assert seen["blob"].is_error and len(seen["blob"].content[0].text) < 500  # before: 3 MB echoed back
+    # Relative paths are read inside the first root (before: the server's working folder), and a refused or missing
+    # path is an error in its place while the rest are classified (before: one refused path failed the call).
+    assert not seen["mixed"].is_error, seen["mixed"].content[0].text
+    results = seen["mixed"].structured_content["results"]
+    assert results[0]["image"] == "examples/blue-star.png" and results[0]["label"] == "blue star"
+    assert [r["label"] for r in results[1:]] == [None, None, None]
+    assert all("refused" in r["error"] for r in results[1:]) and SECRET not in json.dumps(results)
+    assert not seen["relative"].is_error and (root / "relative.jsonl").exists() and not (tmp_path / "relative.jsonl"
+                                                                                          ).exists()  # fmt: skip
