@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import ClipzeroError
@@ -28,10 +28,17 @@ _GROUPS = (classify, info, tag, index, dedup, finetune, serve, agent, prompts)
 _COMMANDS = {name: handler for group in _GROUPS for name, handler in group.COMMANDS.items()}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a short error: the mistake and where the help is, not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clipzero", description="Label images with free-text labels, zero-shot.")
+    parser = _Parser(prog="clipzero", description="Label images with free-text labels, zero-shot.")
     parser.add_argument("--version", action="version", version=f"clipzero {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for group in _GROUPS:
         group.add_parsers(commands)
     return parser

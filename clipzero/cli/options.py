@@ -302,11 +302,18 @@ def print_json(data: Any, out: TextIO) -> None:
     out.write("\n")
 
 
-def progress(total: int, quiet: bool) -> Any:
-    """A progress bar on stderr, silent under --quiet and when stderr is not a terminal."""
+def progress(total: int, quiet: bool, own_speed: bool = False) -> Any:
+    """A progress bar on stderr, silent under --quiet and when stderr is not a terminal.
+
+    Args:
+        own_speed: the command shows its own images/s as the bar's postfix; tqdm's rate (bar updates over wall
+            time, a different figure) is then left out, so the bar shows one speed.
+    """
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, leave=False)
+    layout = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]" if own_speed else None
+    return tqdm(total=total, unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, leave=False,
+                bar_format=layout)  # fmt: skip
 
 
 def warn(text: str) -> None:

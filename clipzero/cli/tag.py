@@ -82,10 +82,10 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
             ray = RayOptions(address=args.ray_address, actors=args.ray_actors, batch_size=args.batch_size)
         shards = Path(str(args.out) + ".embeddings") if args.engine == "ray" else None
         todo = sum(1 for p in paths if p not in writer.done)
-        with options.progress(todo, args.quiet) as bar:
+        with options.progress(todo, args.quiet, own_speed=True) as bar:
 
             def advance(done: int, total: int, so_far: TagSummary) -> None:
-                bar.set_postfix(img_s=f"{so_far.images_per_second:.1f}", refresh=False)
+                bar.set_postfix_str(f"{so_far.images_per_second:.1f} images/s", refresh=False)
                 bar.update(done - bar.n)
 
             tag_into(

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,3 +129,29 @@ def test_prompts_commands(action: list[str]) -> None:
     result = run("prompts", *action)
     assert result.returncode == 0
     assert ("ensemble-zh" in result.stdout) if action == ["list"] else ("一张猫的照片。" in result.stdout)
+
+
+def test_a_mistyped_command_line_gets_the_mistake_and_where_help_is_not_the_usage_block() -> None:
+    result = run("index", "add")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["clipzero index add: error: the following arguments are required: PATH",
+                                          "(see 'clipzero index add --help')"]  # fmt: skip
+
+
+def test_the_tag_bar_shows_one_speed(monkeypatch: Any) -> None:
+    import io
+
+    from clipzero.cli import options
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    with options.progress(10, quiet=False, own_speed=True) as bar:
+        bar.set_postfix_str("85.1 images/s", refresh=False)
+        bar.update(4)
+        bar.refresh()
+    shown = screen.getvalue()
+    assert "85.1 images/s" in shown and "img/s" not in shown and "s/img" not in shown
