@@ -234,18 +234,21 @@ def _matching_arch(model_cfg: dict[str, object]) -> str:
 
 def load_model(
     spec: str | None = None,
-    device: str = "auto",
-    precision: str = "fp32",
+    device: str | None = None,
+    precision: str | None = None,
     adapter: str | os.PathLike[str] | None = None,
 ) -> Encoder:
-    """Load a CLIP model for encoding.
+    """Load a CLIP model for encoding, deciding what is not given as the command line does.
 
     Args:
         spec: a model spec (see the module docs); None uses the configured default (``CLIPZERO_MODEL``, the
             config file, else :data:`clipzero.config.DEFAULT_MODEL`).
-        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        precision: ``fp32``, ``bf16`` (weights cast; the fast choice on modern CPUs), ``fp16`` (GPU only) or
-            ``int8`` (dynamic quantization of Linear layers, CPU only).
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; None: the configured
+            one (``CLIPZERO_DEVICE``, the config file, else ``auto``).
+        precision: ``auto``, ``fp32``, ``bf16`` (weights cast; the fast choice on CPUs with native bf16), ``fp16``
+            (GPU only) or ``int8`` (dynamic quantization of Linear layers, CPU only); None: the configured one
+            (``CLIPZERO_PRECISION``, the config file, else ``auto``: bf16 where the CPU computes it natively, fp16
+            on a GPU, else fp32). Ask for ``fp32`` for bit-exact parity with open_clip's own model.
         adapter: a LoRA adapter folder (``clipzero finetune lora``) to merge into the weights; the model's id
             then names the adapter too (``<base id>+lora@<hash>``), so stores and caches never mix the two.
 
@@ -264,6 +267,11 @@ def load_model(
     """
     from .encoder import Encoder
 
+    if device is None or precision in (None, "auto"):  # the factory's rule, as every door decides it
+        from .factory import check_model, resolve_model
+
+        choice = check_model(resolve_model(spec, device=device, precision=precision))
+        spec, device, precision = choice.spec, choice.device, choice.precision
     parsed = parse_spec(spec or load_settings().model)
     model, preprocess, tokenizer, arch, model_id = build_model(parsed)
     model_id = canonical_id(parsed, model_id)

@@ -80,5 +80,11 @@ def test_every_door_reports_the_configured_precision(source: str, tiny_model_dir
     assert evaluate.returncode == 0, evaluate.stderr
     reported["eval"] = json.loads(evaluate.stdout)["precision"]
     reported["serve"], served_model = _served_precision(env, tmp_path)
+    python = subprocess.run([sys.executable, "-c", "import clipzero, json; e = clipzero.load_model(); "
+                             "print(json.dumps([e.precision, e.id]))"], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=120)  # fmt: skip
+    assert python.returncode == 0, python.stderr
+    reported["python load_model"], python_model = json.loads(python.stdout)  # before: always fp32
     assert reported == dict.fromkeys(reported, wanted)
+    assert python_model == served_model
     assert served_model == json.loads(index.stdout)["model"]  # and the same model, decided the same way
