@@ -304,13 +304,16 @@ class ZeroShotClassifier:
             top_k: labels kept per image.
             threshold: below this top probability the image gets no label.
             reject: ``auto``: no label when the image fits none of the labels (its best label's similarity is under
-                the model's calibrated cut); see :mod:`clipzero.rejection`.
+                the model's calibrated cut); see :mod:`clipzero.rejection`. With a single label and neither
+                ``reject`` nor ``min_similarity``, ``auto`` is used: the answer is yes or no, never a certain 1.0.
             min_similarity: the same with a cosine similarity cut given by hand.
         """
         if top_k < 1:
             raise LabelError(f"top_k must be at least 1, got {top_k}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise LabelError(f"threshold must be a probability between 0 and 1, got {threshold}")
+        if len(self.labels) == 1 and reject is None and min_similarity is None:
+            reject = "auto"  # a softmax over one label is always 1: the calibrated cut says yes or no instead
         rule = self.rejection_rule(reject, min_similarity) if reject or min_similarity is not None else None
         probabilities, similarities = self.scores(embeddings)
         k = min(top_k, len(self.labels))

@@ -64,7 +64,7 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
     reranker = options.reranker(args, templates)
     encoder = open_encoder(choice)
     classifier = open_classifier(encoder, labels, head=args.head, templates=templates, calibration=args.calibration)
-    options.note_templates(classifier)
+    options.note_templates(classifier, args)
     top_k = max(args.top_k, reranker.top_k) if reranker is not None else args.top_k
     results = []
     with options.progress(len(args.images), args.quiet) as bar:

@@ -178,11 +178,18 @@ def add_video_options(parser: argparse.ArgumentParser) -> None:
                         help="video files: no extra frames at scene changes")
 
 
-def note_templates(classifier: Any) -> None:
-    """Say on stderr which templates Chinese labels took when no template set was given."""
+def note_templates(classifier: Any, args: argparse.Namespace | None = None) -> None:
+    """Say on stderr which templates Chinese labels took when no template set was given, and how a single label
+    is answered."""
     note = getattr(classifier, "template_note", "")
     if note:
         sys.stderr.write(f"clipzero: {note}\n")
+    from ..zeroshot import ZeroShotClassifier
+
+    single = isinstance(classifier, ZeroShotClassifier) and len(classifier.labels) == 1
+    if single and args is not None and not args.reject and args.min_similarity is None:
+        sys.stderr.write("clipzero: one label: each image gets it or 'none of these', by the model's calibrated "
+                         "similarity cut (as --reject auto; --min-similarity S sets the cut)\n")
 
 
 def default_store() -> Path:

@@ -74,7 +74,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
             encoder = open_encoder(choice)
         classifier = open_classifier(encoder, labels, head=args.head, templates=templates,
                                      calibration=args.calibration)  # fmt: skip
-        options.note_templates(classifier)
+        options.note_templates(classifier, args)
         ray = None
         if args.engine == "ray":
             from ..ray_engine import RayOptions

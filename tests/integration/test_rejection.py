@@ -129,3 +129,31 @@ def test_cli_classify_and_tag_carry_the_rejection(tmp_path: Path) -> None:
     assert all(r["rejection"]["rejected"] == (r["label"] is None) for r in tagged.values())
     refused = run("tag", str(examples), *common, "--out", str(tmp_path / "t2.jsonl"), "--engine", "ray")
     assert refused.returncode == 2 and "--reject" in refused.stderr
+
+
+def test_one_label_is_answered_yes_or_no_at_every_door(bundled: Any, tmp_path: Path) -> None:
+    """Before: a single label came back at probability 1.000 for any picture, in the CLI and the UI."""
+    from clipzero import ZeroShotClassifier
+    from tests.serving import start_server, stop_server
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    fits, misfits = examples / "red-circle.png", examples / "blue-star.png"
+    python = ZeroShotClassifier(bundled, ["red circle"], templates="photo").classify([fits, misfits])
+    assert [p.label for p in python] == ["red circle", None]
+    assert python[0].rejection.score > 0 > python[1].rejection.score
+    cli = subprocess.run([sys.executable, "-m", "clipzero", "classify", str(fits), str(misfits), "--labels",
+                          "red circle", "--model", "clipzero-shapes", "--precision", "fp32", "--templates", "photo",
+                          "--json"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert [r["label"] for r in json.loads(cli.stdout)] == ["red circle", None]
+    assert cli.stderr.count("one label:") == 1  # said once
+    process, url = start_server("--no-ui", "--templates", "photo", home=tmp_path / "home")
+    try:
+        import httpx
+
+        body = {"images": [base64.b64encode(p.read_bytes()).decode() for p in (fits, misfits)],
+                "labels": ["red circle"]}  # fmt: skip
+        served = httpx.post(f"{url}/v1/classify", json=body, timeout=120).json()["results"]
+    finally:
+        stop_server(process)
+    assert [r.get("label") for r in served] == ["red circle", None] and served[1]["rejection"]["rejected"]
