@@ -181,7 +181,8 @@ class Toolbox:
         (one bad path does not fail the others, as on ``POST /v1/classify``).
 
         Raises:
-            ImageError: no image could be used (each named with its reason).
+            ImageError: every image was refused before it was read (each named with its reason); images that were
+                read and found unreadable are reported in place, as the other doors do.
         """
         from ..pipeline import Embedded
 
@@ -193,11 +194,11 @@ class Toolbox:
             except (ClientPathRefused, ImageError) as exc:
                 name = ref if isinstance(ref, str) and not ref.startswith("data:") else f"images[{i}]"
                 checked.append(Embedded(name[:300], error=exc.reason if isinstance(exc, ImageError) else str(exc)))
+        if all(isinstance(c, Embedded) for c in checked):  # nothing to read at all: the call itself is wrong
+            raise ImageError("no image could be used", "; ".join(f"{c.name}: {c.error}" for c in checked
+                                                                 if isinstance(c, Embedded)))  # fmt: skip
         good = iter(self._embedded([c for c in checked if not isinstance(c, Embedded)]))
-        items = [c if isinstance(c, Embedded) else next(good) for c in checked]
-        if all(item.error is not None for item in items):
-            raise ImageError("no image could be used", "; ".join(f"{item.name}: {item.error}" for item in items))
-        return items
+        return [c if isinstance(c, Embedded) else next(good) for c in checked]
 
     def _embedded(self, images: list[tuple[str, bytes | Path]]) -> list[Any]:
         from ..pipeline import embed_all

@@ -21,10 +21,14 @@ def test_index_add_info_search_prune(tiny_model_dir: Path, tmp_path: Path) -> No
     (tmp_path / "pics" / "notes.txt").write_text("not an image")
     store = tmp_path / "store"
     flat = run("index", "add", str(tmp_path / "pics"), "--store", str(store), "--model", str(tiny_model_dir), "--json")
-    assert flat.returncode == 0 and json.loads(flat.stdout)["encoded"] == 0  # no images at the top level
-    deep = run("index", "add", str(tmp_path / "pics"), "--recursive", "--store", str(store), "--json")
-    report = json.loads(deep.stdout)  # no --model: the store's own model is used
+    assert flat.returncode == 2 and "no images found under" in flat.stderr  # none at the top level: said, exit 2
+    assert "--recursive" in flat.stderr and not store.exists()  # before the model loaded
+    deep = run("index", "add", str(tmp_path / "pics"), "--recursive", "--store", str(store), "--model",
+               str(tiny_model_dir), "--json")  # fmt: skip
+    report = json.loads(deep.stdout)
     assert deep.returncode == 0 and report["encoded"] == 5 and report["images_in_store"] == 5
+    again = run("index", "add", str(pics[0]), "--store", str(store), "--json")  # no --model: the store's own
+    assert again.returncode == 0 and json.loads(again.stdout)["unchanged"] == 1
     info = json.loads(run("index", "info", "--store", str(store), "--json").stdout)
     assert info["images"] == 5 and info["index"]["kind"] == "flat"
     hits = json.loads(run("search", "--image", str(pics[3]), "--store", str(store), "--top-k", "2", "--json").stdout)
