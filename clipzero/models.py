@@ -267,11 +267,13 @@ def load_model(
     """
     from .encoder import Encoder
 
-    if device is None or precision in (None, "auto"):  # the factory's rule, as every door decides it
-        from .factory import check_model, resolve_model
+    if device is None or precision is None or precision == "auto":
+        from .encoder import default_precision, resolve_device
 
-        choice = check_model(resolve_model(spec, device=device, precision=precision))
-        spec, device, precision = choice.spec, choice.device, choice.precision
+        settings = load_settings()  # as the factory decides: argument > environment > config file > auto
+        device = device or settings.device
+        chosen = precision or settings.precision
+        precision = default_precision(resolve_device(device)) if chosen == "auto" else chosen
     parsed = parse_spec(spec or load_settings().model)
     model, preprocess, tokenizer, arch, model_id = build_model(parsed)
     model_id = canonical_id(parsed, model_id)
