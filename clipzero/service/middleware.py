@@ -105,6 +105,14 @@ async def _error(send: Send, status: int, kind: str, message: str, extra: Header
     await _respond(send, status, body, "application/json", extra)
 
 
+async def _refuse(scope: Scope, send: Send, status: int, kind: str, message: str) -> None:
+    """Turn a request away: a websocket is closed (policy violation), an HTTP request gets the JSON error."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+    else:
+        await _error(send, status, kind, message)
+
+
 class ServiceGate:
     """ASGI middleware in front of the whole service.
 
@@ -139,21 +147,15 @@ class ServiceGate:
         path: str = scope.get("path", "")
         headers = _headers(scope)
         if self.allowed_hosts is not None and host_name(headers.get("host", "")) not in self.allowed_hosts:
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008})
-                return
-            await _error(send, 421, "MisdirectedRequest", "this server does not answer to that Host name; start it "
-                         "with --allowed-host NAME to add one")  # fmt: skip
+            await _refuse(scope, send, 421, "MisdirectedRequest", "this server does not answer to that Host name; "
+                          "start it with --allowed-host NAME to add one")  # fmt: skip
             return
         foreign = self._foreign_origin(headers)
         if foreign:
             send = _without_cors(send)  # another site's page: never told it may read the reply
             if scope["type"] == "websocket" or scope.get("method") not in ("GET", "HEAD", "OPTIONS"):
-                if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008})
-                    return
-                await _error(send, 403, "ForbiddenOrigin", "requests from another site's page are refused; start "
-                             "the server with --allowed-origin ORIGIN to allow one")  # fmt: skip
+                await _refuse(scope, send, 403, "ForbiddenOrigin", "requests from another site's page are refused; "
+                              "start the server with --allowed-origin ORIGIN to allow one")  # fmt: skip
                 return
         if self.api_key and path == "/login" and scope["type"] == "http":
             await self._login(scope, receive, send)
