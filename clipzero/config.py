@@ -24,7 +24,9 @@ __all__ = [
     "ENV",
     "PRECISIONS",
     "Settings",
+    "check_precision",
     "config_path",
+    "decide_model",
     "home",
     "load_settings",
 ]
@@ -146,3 +148,29 @@ def load_settings(path: Path | None = None) -> Settings:
         return Settings(**values)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise ConfigError(f"{exc} (from {path} or the CLIPZERO_* environment)") from exc
+
+
+def decide_model(
+    model: str | None = None, device: str | None = None, precision: str | None = None, settings: Settings | None = None
+) -> tuple[str, str, str]:
+    """(model spec, device, precision) as every door decides them: the argument, else the environment
+    (``CLIPZERO_*``), else the config file, else the default; device and precision may still be ``auto``."""
+    settings = settings or load_settings()
+    chosen = precision or settings.precision
+    if chosen not in PRECISIONS:
+        raise ConfigError(f"precision {chosen!r} is not one of {', '.join(PRECISIONS)}")
+    return model or settings.model, device or settings.device, chosen
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Refuse a precision the device type (``cpu``, ``cuda``, ``mps``) cannot run, before any model loads.
+
+    Raises:
+        ConfigError: an unknown precision, fp16 on a CPU, or int8 off the CPU.
+    """
+    if precision not in PRECISIONS[1:]:
+        raise ConfigError(f"unknown precision {precision!r}: use fp32, bf16, fp16 or int8 (or auto)")
+    if precision == "fp16" and device_type == "cpu":
+        raise ConfigError("precision fp16 needs a GPU; on the CPU use bf16 (or int8)")
+    if precision == "int8" and device_type != "cpu":
+        raise ConfigError(f"precision int8 (dynamic quantization) runs on the CPU only, not {device_type}")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .config import check_precision as check_device_precision
 from .errors import ConfigError
 from .images import ImageSource
 from .pipeline import Decoder, decode
@@ -82,17 +83,12 @@ def native_bf16() -> bool:
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse a precision the device cannot run, before any model loads.
+    """Refuse a precision the device cannot run, before any model loads (see :func:`clipzero.config.check_precision`).
 
     Raises:
         ConfigError: an unknown precision, fp16 on a CPU, or int8 off the CPU.
     """
-    if precision not in ("fp32", "bf16", "fp16", "int8"):
-        raise ConfigError(f"unknown precision {precision!r}: use fp32, bf16, fp16 or int8 (or auto)")
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("precision fp16 needs a GPU; on the CPU use bf16 (or int8)")
-    if precision == "int8" and device.type != "cpu":
-        raise ConfigError(f"precision int8 (dynamic quantization) runs on the CPU only, not {device.type}")
+    check_device_precision(precision, device.type)
 
 
 def apply_precision(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:

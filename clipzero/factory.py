@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_MODEL, PRECISIONS, Settings, load_settings
+from .config import DEFAULT_MODEL, Settings, decide_model, load_settings
+from .config import check_precision as check_device_precision
 from .errors import ClipzeroWarning, ConfigError, LabelError, ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -82,14 +83,12 @@ def resolve_model(
     Raises:
         ConfigError: a setting holds a value clipzero cannot use (an unknown precision, say).
     """
-    settings = settings or load_settings()
-    spec = model or (store_model(store) if store is not None else None) or settings.model
-    chosen_precision = precision or settings.precision
-    if chosen_precision not in PRECISIONS:
-        raise ConfigError(f"precision {chosen_precision!r} is not one of {', '.join(PRECISIONS)}")
+    spec, chosen_device, chosen_precision = decide_model(
+        model or (store_model(store) if store is not None else None), device, precision, settings
+    )
     return ModelChoice(
         spec=spec,
-        device=device or settings.device,
+        device=chosen_device,
         precision=chosen_precision,
         adapter=os.fspath(adapter) if adapter is not None else None,
         default=model is None and spec == DEFAULT_MODEL,
@@ -97,20 +96,36 @@ def resolve_model(
 
 
 def check_model(choice: ModelChoice) -> ModelChoice:
-    """Check the device and precision against this machine (imports torch, loads nothing); ``auto`` precision
-    becomes the device's fast one.
+    """Check the model spec (without importing torch), then the device and precision against this machine (imports
+    torch, loads nothing); ``auto`` precision becomes the device's fast one.
 
     Raises:
+        ModelNotFoundError: the spec names no model (the message suggests close names).
+        ModelUnavailableError: its weights are not here and cannot be fetched now.
         ConfigError: the device is not here (``cuda`` without CUDA), or cannot run the precision (fp16 on a CPU).
     """
+    from .models import check_available, parse_spec
+
+    parsed = parse_spec(choice.spec)  # a misspelt model fails here, before torch is imported
+    if choice.adapter is not None and not Path(choice.adapter).exists():
+        raise ConfigError(f"adapter folder {choice.adapter} not found")
+    if choice.device != "auto" and choice.precision != "auto":  # decidable without torch: before the network
+        check_device_precision(choice.precision, choice.device.split(":")[0])
+    if choice.device not in ("auto", "cpu"):  # a GPU asked for by name: is it here? (imports torch)
+        _device_precision(choice)
+    with _default_model_note(choice):
+        check_available(parsed)  # weights not here and no network: before torch, when the device is not named
+    _, precision = _device_precision(choice)
+    return ModelChoice(choice.spec, choice.device, precision, choice.adapter, choice.default)
+
+
+def _device_precision(choice: ModelChoice) -> tuple[Any, str]:
     from .encoder import check_precision, default_precision, resolve_device
 
     device = resolve_device(choice.device)
     precision = default_precision(device) if choice.precision == "auto" else choice.precision
     check_precision(precision, device)
-    if choice.adapter is not None and not Path(choice.adapter).exists():
-        raise ConfigError(f"adapter folder {choice.adapter} not found")
-    return ModelChoice(choice.spec, choice.device, precision, choice.adapter, choice.default)
+    return device, precision
 
 
 def store_model(path: str | os.PathLike[str] | None) -> str | None:
@@ -144,8 +159,15 @@ def open_encoder(
         else resolve_model(model, device=device, precision=precision, adapter=adapter)
     )
     choice = check_model(choice)
-    try:
+    with _default_model_note(choice):
         return load_model(choice.spec, device=choice.device, precision=choice.precision, adapter=choice.adapter)
+
+
+@contextmanager
+def _default_model_note(choice: ModelChoice) -> Iterator[None]:
+    """A model that is not here, when nobody named it, says how to name another."""
+    try:
+        yield
     except ModelUnavailableError as exc:
         if not choice.default:
             raise

@@ -160,6 +160,26 @@ def _advice() -> str:
     )
 
 
+def require_hub(spec: str, repo_id: str, filenames: list[str]) -> None:
+    """Raise the offline error for ``repo_id``'s files unless the hub can be reached now (HF_HUB_OFFLINE unset, and
+    the endpoint answers within :data:`PROBE_TIMEOUT_S`)."""
+    where = f"{repo_id} ({' or '.join(filenames)}) is not in the Hugging Face cache at {hub_cache_dir()}"
+    if hub_offline():
+        raise offline_error(spec, "no network (HF_HUB_OFFLINE is set)", where)
+    endpoint = hub_endpoint()
+    problem = probe(endpoint)
+    if problem is not None:
+        raise offline_error(spec, f"no network ({endpoint} cannot be reached: {problem})", where)
+
+
+def require_url(spec: str, url: str) -> None:
+    """Raise the offline error unless ``url`` (weights open_clip downloads from a plain address) answers now."""
+    problem = probe(url)
+    if problem is not None:
+        target = url_cache_dir() / os.path.basename(url)
+        raise offline_error(spec, f"no network ({url} cannot be reached: {problem})", f"{target} does not exist")
+
+
 def require_hub_file(spec: str, repo_id: str, filenames: list[str]) -> Path:
     """A local path for the first available of ``filenames`` in ``repo_id``: from the cache, else downloaded.
 
@@ -170,14 +190,8 @@ def require_hub_file(spec: str, repo_id: str, filenames: list[str]) -> Path:
     if found is not None:
         return found
     cache = hub_cache_dir()
-    wanted = " or ".join(filenames)
-    where = f"{repo_id} ({wanted}) is not in the Hugging Face cache at {cache}"
-    if hub_offline():
-        raise offline_error(spec, "no network (HF_HUB_OFFLINE is set)", where)
+    require_hub(spec, repo_id, filenames)
     endpoint = hub_endpoint()
-    problem = probe(endpoint)
-    if problem is not None:
-        raise offline_error(spec, f"no network ({endpoint} cannot be reached: {problem})", where)
     from huggingface_hub import hf_hub_download
 
     errors = []
@@ -206,9 +220,7 @@ def require_url_file(spec: str, url: str) -> Path:
     target = url_cache_dir() / os.path.basename(url)
     if target.is_file():
         return target
-    problem = probe(url)
-    if problem is not None:
-        raise offline_error(spec, f"no network ({url} cannot be reached: {problem})", f"{target} does not exist")
+    require_url(spec, url)
     from open_clip.pretrained import download_pretrained_from_url
 
     try:

@@ -1,4 +1,4 @@
-"""Model specs, the registry of clipzero's own model names, and :func:`load_model`.
+"""Loading models: :func:`load_model` for any model spec (parsed by :mod:`clipzero.modelspec`, re-exported here).
 
 A model spec is one string:
 
@@ -16,19 +16,26 @@ Weights are looked for in the local caches first; an uncached model on an offlin
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import hub
 from .backend import arch_needs, folder_needs, open_clip_module
-from .config import load_settings
-from .errors import ClipzeroError, ModelLoadError, ModelNotFoundError, ModelUnavailableError
-from .transformers_family import PREFIX, is_transformers_folder, load_transformers, repo_is_cached, split_spec
+from .config import decide_model
+from .errors import ClipzeroError, ModelLoadError, ModelUnavailableError
+from .modelspec import (
+    HUB_CONFIG,
+    WEIGHT_SUFFIXES,
+    ModelSpec,
+    RegisteredModel,
+    check_available,
+    is_cached,
+    list_registered_models,
+    parse_spec,
+    register_model,
+)
 
 if TYPE_CHECKING:
     from .encoder import Encoder
@@ -39,6 +46,7 @@ __all__ = [
     "build_model",
     "build_open_clip",
     "canonical_id",
+    "check_available",
     "is_cached",
     "list_registered_models",
     "load_model",
@@ -47,180 +55,7 @@ __all__ = [
     "register_model",
 ]
 
-_WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".npz")
-_HUB_CONFIG = "open_clip_config.json"
 _TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "vocab*", "merges.txt", "spiece.model", "*.json"]
-
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    """A model name clipzero knows: ``target`` is a spec (usually a local directory) or a callable returning one.
-
-    The registered name itself is the model's id, so embeddings cached under it stay valid wherever it is installed.
-    """
-
-    name: str
-    target: str | Callable[[], str]
-    description: str = ""
-
-    def resolve(self) -> str:
-        return self.target() if callable(self.target) else self.target
-
-
-_REGISTRY: dict[str, RegisteredModel] = {}
-_ASSETS = Path(__file__).resolve().parent / "assets"  # also in .backend
-
-
-def register_model(name: str, target: str | Callable[[], str], description: str = "") -> None:
-    """Register a model name (for example a bundled model, or a team's fine-tuned checkpoint).
-
-    Args:
-        name: the name users pass as a spec; it must not contain ``:`` or a path separator.
-        target: the spec it stands for, or a callable returning it (resolved at load time).
-        description: one line for ``clipzero models``.
-    """
-    if not name or ":" in name or "/" in name or os.sep in name:
-        raise ClipzeroError(f"cannot register model name {name!r}: it must be non-empty without ':' or '/'")
-    _REGISTRY[name] = RegisteredModel(name, target, description)
-
-
-register_model(
-    "clipzero-shapes",
-    str(_ASSETS / "clipzero-shapes"),
-    "bundled with clipzero: a small CLIP of the shapes world (English and Chinese); loads offline",
-)
-
-
-def list_registered_models() -> list[RegisteredModel]:
-    """clipzero's registered names and the user's ``[models]`` aliases, sorted by name."""
-    models = dict(_REGISTRY)
-    for name, spec in load_settings().models.items():
-        models.setdefault(name, RegisteredModel(name, spec, "from the config file"))
-    return [models[name] for name in sorted(models)]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A parsed model spec.
-
-    Attributes:
-        text: the spec as given.
-        kind: ``pretrained``, ``hf-hub``, ``local-dir``, ``local-file`` or ``transformers``.
-        arch: the open_clip architecture (pretrained, local-file).
-        tag: the pretrained tag (pretrained).
-        repo: the hub repository (hf-hub).
-        path: the local directory or file (local-dir, local-file).
-        name: the registered name it came through, if any (then it is also the model's id).
-    """
-
-    text: str
-    kind: str
-    arch: str | None = None
-    tag: str | None = None
-    repo: str | None = None
-    path: Path | None = None
-    name: str | None = None
-
-
-def _known_arch(arch: str) -> str:
-    open_clip = open_clip_module(arch_needs(arch))
-
-    models = open_clip.list_models()
-    if arch in models:
-        return arch
-    close = difflib.get_close_matches(arch, models, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; `clipzero models` lists them"
-    raise ModelNotFoundError(f"unknown open_clip architecture {arch!r}{hint}")
-
-
-def _looks_like_path(text: str) -> bool:
-    return text.startswith((".", "~", "/")) or os.sep in text or text.endswith(_WEIGHT_SUFFIXES)
-
-
-def parse_spec(spec: str) -> ModelSpec:
-    """Parse a model spec string (see the module docs) without loading anything.
-
-    Raises:
-        ModelNotFoundError: the spec names no known architecture, tag, name, file or directory.
-    """
-    text = spec.strip()
-    if not text:
-        raise ModelNotFoundError("empty model spec")
-    registered = {m.name: m for m in list_registered_models()}
-    if text in registered:
-        target = registered[text].resolve()
-        inner = parse_spec(target)
-        return ModelSpec(
-            text=text, kind=inner.kind, arch=inner.arch, tag=inner.tag, repo=inner.repo, path=inner.path, name=text
-        )
-    if text.startswith("hf-hub:"):
-        repo = text[len("hf-hub:") :].strip("/")
-        if repo.count("/") != 1:
-            raise ModelNotFoundError(f"model spec {spec!r}: expected hf-hub:ORG/REPO")
-        return ModelSpec(text=text, kind="hf-hub", repo=repo)
-    if text.startswith(PREFIX):  # a transformers CLIP-family model: a hub repository or a save_pretrained folder
-        folder, name = split_spec(text)
-        return ModelSpec(text=text, kind="transformers", path=folder, repo=name)
-    if text.startswith("local-dir:"):
-        text = text[len("local-dir:") :]
-    path = Path(text).expanduser()
-    if path.is_dir() and is_transformers_folder(path) and not (path / _HUB_CONFIG).is_file():
-        return ModelSpec(text=spec, kind="transformers", path=path)
-    if path.is_dir():
-        if not (path / _HUB_CONFIG).is_file():
-            raise ModelNotFoundError(f"model directory {path} has no {_HUB_CONFIG} (open_clip's config format)")
-        return ModelSpec(text=spec, kind="local-dir", path=path)
-    if path.is_file():
-        return ModelSpec(text=spec, kind="local-file", arch=_arch_for_file(path), path=path)
-    arch, sep, rest = text.partition(":")
-    if sep and rest:
-        if _looks_like_path(rest):
-            weights = Path(rest).expanduser()
-            if not weights.is_file():
-                raise ModelNotFoundError(f"model spec {spec!r}: weights file {weights} not found")
-            return ModelSpec(text=spec, kind="local-file", arch=_known_arch(arch), path=weights)
-        open_clip = open_clip_module()
-
-        arch = _known_arch(arch)
-        tags = open_clip.list_pretrained_tags_by_model(arch)
-        if rest not in tags:
-            raise ModelNotFoundError(
-                f"{arch} has no pretrained tag {rest!r}; its tags: {', '.join(tags) or 'none (pass local weights)'}"
-            )
-        return ModelSpec(text=spec, kind="pretrained", arch=arch, tag=rest)
-    if _looks_like_path(text):
-        raise ModelNotFoundError(f"model path {text} does not exist")
-    open_clip = open_clip_module()
-
-    if text in open_clip.list_models():
-        tags = open_clip.list_pretrained_tags_by_model(text)
-        raise ModelNotFoundError(
-            f"{text!r} is an architecture without weights: say which, e.g. {text}:{tags[0] if tags else 'PATH'}"
-            + (f" (tags: {', '.join(tags)})" if tags else "")
-        )
-    names = list(registered) + open_clip.list_models()
-    close = difflib.get_close_matches(text, names, n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ModelNotFoundError(
-        f"unknown model {spec!r}: not a registered name, ARCH:TAG pair, hf-hub:ORG/REPO, file or directory{hint}"
-    )
-
-
-def _arch_for_file(path: Path) -> str:
-    """A bare weights file names its architecture in safetensors metadata (``arch``) or a sibling config."""
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                arch = (handle.metadata() or {}).get("arch")
-        except Exception as exc:
-            raise ModelLoadError(f"{path} is not a readable safetensors file: {exc}") from exc
-        if arch:
-            return _known_arch(arch)
-    raise ModelNotFoundError(
-        f"cannot tell the architecture of {path}: pass it as ARCH:{path} (for example ViT-B-32:{path})"
-    )
 
 
 def _matching_arch(model_cfg: dict[str, object]) -> str:
@@ -267,14 +102,12 @@ def load_model(
     """
     from .encoder import Encoder
 
-    if device is None or precision is None or precision == "auto":
+    spec, device, precision = decide_model(spec, device, precision)  # argument > environment > config > auto
+    if precision == "auto":
         from .encoder import default_precision, resolve_device
 
-        settings = load_settings()  # as the factory decides: argument > environment > config file > auto
-        device = device or settings.device
-        chosen = precision or settings.precision
-        precision = default_precision(resolve_device(device)) if chosen == "auto" else chosen
-    parsed = parse_spec(spec or load_settings().model)
+        precision = default_precision(resolve_device(device))
+    parsed = parse_spec(spec)
     model, preprocess, tokenizer, arch, model_id = build_model(parsed)
     model_id = canonical_id(parsed, model_id)
     if adapter is not None and parsed.kind == "transformers":
@@ -305,6 +138,8 @@ def build_model(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, Any,
     its weights), else :func:`build_open_clip`."""
     if parsed.kind != "transformers":
         return build_open_clip(parsed, load_weights)
+    from .transformers_model import load_transformers
+
     return load_transformers(parsed.text, parsed.path, parsed.repo)
 
 
@@ -341,8 +176,8 @@ def build_open_clip(parsed: ModelSpec, load_weights: bool = True) -> tuple[Any, 
         if parsed.kind == "hf-hub":
             model_id = f"hf-hub:{parsed.repo}"
         else:
-            weights = [p for p in sorted(folder.iterdir()) if p.suffix in _WEIGHT_SUFFIXES]
-            model_id = f"{arch}@sha256:{hub.files_digest(folder / _HUB_CONFIG, *weights)}"
+            weights = [p for p in sorted(folder.iterdir()) if p.suffix in WEIGHT_SUFFIXES]
+            model_id = f"{arch}@sha256:{hub.files_digest(folder / HUB_CONFIG, *weights)}"
         kwargs["load_weights"] = load_weights
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, device="cpu", precision="fp32", **kwargs)
@@ -375,27 +210,12 @@ def _load_error(parsed: ModelSpec, exc: Exception) -> ModelLoadError:
 
 def _read_config(folder: Path) -> dict[str, dict[str, object]]:
     try:
-        config = json.loads((folder / _HUB_CONFIG).read_text(encoding="utf-8"))
+        config = json.loads((folder / HUB_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read {folder / _HUB_CONFIG}: {exc}") from exc
+        raise ModelLoadError(f"cannot read {folder / HUB_CONFIG}: {exc}") from exc
     if not isinstance(config, dict) or not isinstance(config.get("model_cfg"), dict):
-        raise ModelLoadError(f"{folder / _HUB_CONFIG} has no 'model_cfg' object (open_clip's config format)")
+        raise ModelLoadError(f"{folder / HUB_CONFIG} has no 'model_cfg' object (open_clip's config format)")
     return config
-
-
-def is_cached(parsed: ModelSpec) -> bool:
-    """True when the model loads with no network: local files, or weights already in a local cache."""
-    if parsed.kind in ("local-dir", "local-file") or parsed.kind == "transformers":
-        return parsed.path is not None or repo_is_cached(parsed.repo or "")
-    if parsed.kind == "hf-hub":
-        assert parsed.repo
-        return all(hub.cached_hub_file(parsed.repo, files) for files in ([_HUB_CONFIG], list(hub.HUB_WEIGHTS)))
-    cfg = open_clip_module().get_pretrained_cfg(parsed.arch or "", parsed.tag or "")
-    if cfg.get("file"):
-        return Path(cfg["file"]).is_file()
-    if cfg.get("hf_hub"):
-        return hub.cached_hub_file(*hub.weight_candidates(cfg["hf_hub"])) is not None
-    return bool(cfg.get("url")) and (hub.url_cache_dir() / os.path.basename(cfg["url"])).is_file()
 
 
 def _pretrained_file(spec: str, cfg: dict[str, str]) -> Path:
@@ -411,7 +231,7 @@ def _pretrained_file(spec: str, cfg: dict[str, str]) -> Path:
 
 def _hub_snapshot(parsed: ModelSpec) -> Path:
     assert parsed.repo
-    config = hub.require_hub_file(parsed.text, parsed.repo, [_HUB_CONFIG])
+    config = hub.require_hub_file(parsed.text, parsed.repo, [HUB_CONFIG])
     hub.require_hub_file(parsed.text, parsed.repo, list(hub.HUB_WEIGHTS))
     text_cfg = _read_config(config.parent)["model_cfg"].get("text_cfg")
     if isinstance(text_cfg, dict) and text_cfg.get("hf_tokenizer_name") and not any(config.parent.glob("tokenizer*")):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
 from typing import Any
@@ -29,6 +30,7 @@ from mcp.shared.exceptions import MCPError
 from .. import __version__
 from ..access import key_matches
 from ..errors import ClipzeroError
+from ..listen import open_port, run_on
 from ..tools.specs import tool_specs
 from ..tools.toolbox import Toolbox
 
@@ -187,15 +189,15 @@ def run_http(
     api_key: str | None = None,
     max_body_mb: float = 64.0,
     on_ready: Callable[[], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve streamable HTTP at ``http://host:port/mcp`` until interrupted; ``on_ready`` is called just before the
-    port opens."""
-    import uvicorn
-
+    """Serve streamable HTTP at ``http://host:port/mcp`` until interrupted; ``on_ready`` is called just before
+    requests are answered. ``sock``: a socket already listening (the CLI opens it before the model loads)."""
+    sock = sock if sock is not None else open_port(host, port)
     server = build_server(toolbox)
     app: Any = server.streamable_http_app(host=host, max_request_body_size=int(max_body_mb * 1024 * 1024))
     if api_key:
         app = _KeyGate(app, api_key)
     if on_ready is not None:
-        on_ready()  # the model is loaded by now; the port opens next
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+        on_ready()  # the model is loaded by now; requests are answered next
+    run_on(app, sock, lifespan="on")

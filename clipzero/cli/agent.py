@@ -86,6 +86,9 @@ def cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
             raise ConfigError(f"--root {root} is not a folder")
     resolve_templates(args.templates)  # a wrong template set fails now, not after the model loads
     options.check_calibration(args)
+    from ..listen import open_port, port_of
+
+    sock = open_port(args.host, args.port) if args.http else None  # a taken port fails now, before the model loads
     options.check_model(args, args.store[0] if args.store else None)
     from ..agent.server import run_http, run_stdio
     from ..tools.toolbox import Toolbox
@@ -107,12 +110,15 @@ def cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
             sys.stderr.write(f"clipzero: warning: MCP on {args.host} without --api-key: anyone who can reach the port "
                              "can use the tools and read the --root folders\n")  # fmt: skip
 
+        assert sock is not None
+        port = port_of(sock)
+
         def ready() -> None:
-            sys.stderr.write(f"clipzero: MCP on http://{args.host}:{args.port}/mcp, "
+            sys.stderr.write(f"clipzero: MCP on http://{args.host}:{port}/mcp, "
                              f"{options.describe_encoder(toolbox.encoder)}; roots: {roots}\n")  # fmt: skip
             sys.stderr.flush()
 
-        run_http(toolbox, host=args.host, port=args.port, api_key=api_key, on_ready=ready)
+        run_http(toolbox, host=args.host, port=port, api_key=api_key, on_ready=ready, sock=sock)
         return 0
     finally:
         toolbox.close()

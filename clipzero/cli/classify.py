@@ -48,6 +48,7 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
 
     options.at_least(args, 1, "top_k", "batch_size")
     options.check_reject(args)
+    options.image_files(args.images)
     labels = options.labels(args)
     templates = resolve_templates(args.templates)
     server = args.server or os.environ.get("CLIPZERO_SERVER")
@@ -60,8 +61,8 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
         from ..store import EmbeddingStore
 
         store = EmbeddingStore(args.store)  # opened without a model: it only lends vectors
-    choice = options.check_model(args, args.store)
     reranker = options.reranker(args, templates)
+    choice = options.check_model(args, args.store)
     encoder = open_encoder(choice)
     classifier = open_classifier(encoder, labels, head=args.head, templates=templates, calibration=args.calibration)
     options.note_templates(classifier, args)

@@ -236,6 +236,21 @@ def input_images(args: argparse.Namespace) -> list[str]:
     return paths
 
 
+def image_files(paths: list[str]) -> None:
+    """Each of ``paths`` is an existing file, checked before any model loads (exit 2 otherwise). Whether a file is
+    a readable picture is found when it is read: that is an error in place for that image."""
+    import os
+
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ConfigError(f"no such file: {', '.join(missing[:5])}{more}")
+    folders = [p for p in paths if os.path.isdir(p)]
+    if folders:
+        raise ConfigError(f"{folders[0]} is a folder: classify takes image files; for a folder use "
+                          f"`clipzero tag {folders[0]} --labels ... --out results.jsonl`")  # fmt: skip
+
+
 def check_every(args: argparse.Namespace) -> None:
     """--every is a positive number of seconds (exit 2 otherwise)."""
     from ..errors import ConfigError

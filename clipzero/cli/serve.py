@@ -78,6 +78,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     options.at_least(args, 1, *(field for _, field, kind, _ in _LIMITS if kind is int))
     resolve_templates(args.templates)  # a wrong template set fails now, not after the model loads
     options.check_calibration(args)
+    from ..listen import open_port, port_of
+
+    sock = open_port(args.host, args.port)  # a taken port fails now, before torch is imported or the model loads
     options.check_model(args, args.store)
     from ..factory import resolve_api_key
     from ..service import ServiceSettings, serve
@@ -102,11 +105,16 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     )
 
     def ready(app: Any) -> None:
-        sys.stderr.write(f"clipzero: serving on http://{args.host}:{args.port} (API at /v1, OpenAPI at /docs)\n")
+        sys.stderr.write(f"clipzero: serving on http://{_url_host(args.host)}:{port_of(sock)} (API at /v1, OpenAPI "
+                         "at /docs)\n")  # fmt: skip
         sys.stderr.flush()
 
-    serve(settings, host=args.host, port=args.port, ui=not args.no_ui, on_ready=ready)
+    serve(settings, host=args.host, port=port_of(sock), ui=not args.no_ui, on_ready=ready, sock=sock)
     return 0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 COMMANDS = {"serve": cmd_serve}

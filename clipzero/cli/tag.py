@@ -59,8 +59,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     if args.engine == "ray":
         require("ray", "--engine ray")
     paths = options.input_images(args)  # a wrong path fails here, before the model loads
-    choice = options.check_model(args, args.store)
     reranker = options.reranker(args, templates)
+    choice = options.check_model(args, args.store)
     writer = ResultWriter(args.out, fmt)
     summary = TagSummary()
     store = None

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from ..errors import ConfigError
+from ..listen import open_port, run_on
 from .core import Service, ServiceSettings
 
 __all__ = ["create_app", "serve"]
@@ -128,16 +129,25 @@ def serve(
     port: int = 7860,
     ui: bool = True,
     on_ready: Callable[[Any], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Load the model, then run the service until interrupted.
+    """Open the port, load the model, then run the service until interrupted.
 
     Args:
-        on_ready: called with the service's app once the model has loaded, before the port opens (the CLI prints
-            the address there, so a model that cannot load never gets an address printed).
-    """
-    import uvicorn
+        on_ready: called with the service's app once the model has loaded, before requests are answered (the CLI
+            prints the address there, so a model that cannot load never gets an address printed).
+        sock: a socket already listening (:func:`clipzero.listen.open_port`); else ``host:port`` is opened first,
+            so a taken port fails before the model loads.
 
-    app = create_app(settings, ui=ui, host=host)
+    Raises:
+        ConfigError: the port is taken or cannot be opened (before anything loads).
+    """
+    sock = sock if sock is not None else open_port(host, port)
+    try:
+        app = create_app(settings, ui=ui, host=host)
+    except BaseException:
+        sock.close()
+        raise
     if on_ready is not None:
         on_ready(app)
     # uvicorn stops gracefully on SIGTERM and then raises the signal again with the handler it found: with Python's
@@ -146,7 +156,7 @@ def serve(
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main else None
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+        run_on(app, sock, timeout_graceful_shutdown=3)
     finally:
         shutil.rmtree(app.work_folder, ignore_errors=True)
         if main:

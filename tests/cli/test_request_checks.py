@@ -128,7 +128,7 @@ def test_the_offline_default_model_error_names_the_model_that_works_offline(tmp_
 
 
 def test_serve_checks_the_model_before_printing_its_address(tmp_path: Path) -> None:
-    result = run("serve", "--port", "9", env={"HF_HUB_OFFLINE": "1"})
+    result = run("serve", "--port", "0", env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 1 and "--model clipzero-shapes" in result.stderr
     assert "serving on" not in result.stderr
 
@@ -185,3 +185,84 @@ def test_wrong_calibrate_and_calibration_requests_fail_before_any_model_loads(tm
     rc, stderr, loaded, _ = in_fresh_python("classify", _image(tmp_path), "--labels", "a", "b", "--calibration",
                                             str(tmp_path / "c.json"))  # fmt: skip
     assert rc == 2 and "not a clipzero calibration file" in stderr and loaded == set()
+
+
+@pytest.fixture(scope="module")
+def bundled_load() -> float:
+    """Seconds for a fresh interpreter to load the bundled model: the yardstick of 'before it works'."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import clipzero; clipzero.load_model('clipzero-shapes')"], check=True,
+                   timeout=300)  # fmt: skip
+    return time.perf_counter() - started
+
+
+@pytest.fixture()
+def taken_port() -> object:
+    """A port another server is listening on."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    yield holder.getsockname()[1]
+    holder.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["classify", "{dir}/nope.jpg", "{img}", "--labels", "a", "b", "--model", "clipzero-shapes"],
+         "no such file: {dir}/nope.jpg"),
+        (["classify", "{dir}", "--labels", "a", "b", "--model", "clipzero-shapes"], "is a folder"),
+        (["classify", "{img}", "--labels", "a", "b", "--model", "ViT-B-3"], "did you mean ViT-B-32"),
+        (["classify", "{img}", "--labels", "a", "b", "--model", "ViT-B-32:opnai"], "has no pretrained tag 'opnai'"),
+        (["classify", "{img}", "--labels", "a", "b", "--model", "clipzero-shape"], "did you mean clipzero-shapes"),
+        (["tag", "{img}", "--labels", "a", "b", "--out", "{dir}/r.jsonl", "--model", "ViT-B-3"], "did you mean"),
+        (["serve", "--model", "clipzero-shapes", "--port", "{port}"], "already in use"),
+        (["mcp", "--http", "--model", "clipzero-shapes", "--root", "{dir}", "--port", "{port}"], "already in use"),
+        (["serve", "--model", "ViT-B-3", "--port", "0"], "did you mean"),
+    ],
+)  # fmt: skip
+def test_mistakes_fail_before_torch_in_under_half_a_model_load(
+    tmp_path: Path, bundled_load: float, taken_port: int, argv: list[str], message: str
+) -> None:
+    image = _image(tmp_path)
+    filled = [a.format(img=image, dir=tmp_path, port=taken_port) for a in argv]
+    rc, stderr, loaded, seconds = in_fresh_python(*filled)
+    assert rc == 2, stderr
+    assert message.format(dir=tmp_path) in stderr and "Traceback" not in stderr
+    assert loaded == set()  # neither torch nor open_clip was imported: no model was near loading
+    assert seconds < bundled_load / 2, (seconds, bundled_load)
+    assert "serving on" not in stderr and "MCP on" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]  # no result file
+
+
+def test_the_default_model_offline_fails_before_torch(tmp_path: Path, bundled_load: float) -> None:
+    rc, stderr, loaded, seconds = in_fresh_python("classify", _image(tmp_path), "--labels", "a", "b",
+                                                  env={"HF_HUB_OFFLINE": "1", "CLIPZERO_MODEL": ""})  # fmt: skip
+    assert rc == 1 and "not available offline" in stderr and "default model" in stderr
+    assert loaded == set() and seconds < bundled_load / 2
+
+
+def test_serve_holds_its_port_before_it_says_so_and_port_0_prints_the_real_one(tmp_path: Path) -> None:
+    import re
+    import socket
+
+    process = subprocess.Popen([sys.executable, "-m", "clipzero", "serve", "--model", "clipzero-shapes", "--port",
+                                "0", "--no-ui"], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        line = process.stderr.readline() if process.stderr else ""
+        while line and "serving on" not in line:
+            line = process.stderr.readline() if process.stderr else ""
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert found, line
+        port = int(found[1])
+        assert port != 0
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))  # the server holds it
+        import httpx
+
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

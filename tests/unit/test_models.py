@@ -283,3 +283,47 @@ def test_tokenizing_is_bounded_whatever_the_text(tiny_encoder: object) -> None:
     if isinstance(cache, dict):  # open_clip's word cache is reset before it grows without end
         encoder.encode_texts([" ".join(f"w{i}x{rng.random()}" for i in range(500)) for _ in range(60)])
         assert len(cache) <= 20_000 + 500
+
+
+def test_spec_tables_read_without_open_clip_match_open_clips_own() -> None:
+    """Specs are checked from open_clip's files before it is imported: the architectures, the pretrained tags and
+    where each tag's weights come from must be exactly what open_clip itself says, for every entry."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom clipzero import backend\n"
+            "archs = backend.architectures()\n"
+            "table = {a: {t: {k: v for k, v in backend.pretrained_cfg(a, t).items() if k in ('hf_hub', 'url', "
+            "'quick_gelu')} for t in backend.pretrained_tags(a)} for a in archs}\n"
+            "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules\n"
+            "print(json.dumps([archs, table]))\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    archs, table = json.loads(done.stdout)
+    from clipzero.backend import open_clip_module
+
+    open_clip = open_clip_module()
+    assert sorted(archs) == sorted(open_clip.list_models()) and len(archs) > 100
+    for arch in archs:
+        assert list(table[arch]) == open_clip.list_pretrained_tags_by_model(arch), arch
+        for tag, light in table[arch].items():
+            real = open_clip.get_pretrained_cfg(arch, tag)
+            assert light.get("hf_hub", "") == real.get("hf_hub", "") and light.get("url", "") == real.get("url", "")
+            assert bool(light.get("quick_gelu")) == bool(real.get("quick_gelu")), (arch, tag)
+
+
+def test_a_spec_is_refused_with_close_names_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom clipzero.modelspec import parse_spec\nfrom clipzero.errors import ModelNotFoundError\n"
+            "for spec in ('ViT-B-3', 'ViT-B-32:opnai', 'clipzero-shape', 'ViT-B-32'):\n"
+            "    try:\n        parse_spec(spec)\n    except ModelNotFoundError as exc:\n        print(exc)\n"
+            "parse_spec('ViT-B-32:openai'); parse_spec('clipzero-shapes')\n"
+            "print(sorted(m for m in ('torch', 'open_clip') if m in sys.modules))\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and len(lines) == 5, done.stderr
+    assert "did you mean ViT-B-32" in lines[0] and "no pretrained tag 'opnai'" in lines[1] and "openai" in lines[1]
+    assert "did you mean clipzero-shapes" in lines[2] and "architecture without weights" in lines[3]
+    assert lines[4] == "[]"
