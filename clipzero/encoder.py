@@ -13,8 +13,7 @@ from PIL import Image
 
 from .config import check_precision as check_device_precision
 from .errors import ConfigError
-from .images import ImageSource
-from .pipeline import Decoder, decode
+from .images import Decoder, ImageSource, decode
 
 __all__ = [
     "Encoder",
@@ -118,6 +117,42 @@ def apply_precision(model: torch.nn.Module, precision: str, device: torch.device
                 module.get_weight_dtype = lambda: torch.float32
         return quantized
     raise AssertionError(precision)  # check_precision refused it
+
+
+
+#: Rows every text forward pass holds at least (see :meth:`Encoder.encode_texts`).
+MIN_ROWS = 8
+#: Texts run at their own length rounded up to a multiple of this many tokens.
+TEXT_LENGTH_STEP = 8
+
+
+def text_lengths(tokens: torch.Tensor, pad_id: int, step: int) -> torch.Tensor:
+    """Each row's length: one past its last non-padding token, rounded up to a multiple of ``step`` (at most the
+    context, at least ``step``)."""
+    positions = torch.arange(1, tokens.shape[1] + 1)
+    used = torch.where(tokens != pad_id, positions, torch.zeros_like(positions)).amax(dim=1)
+    return ((used + step - 1) // step * step).clamp(min=step, max=tokens.shape[1])
+
+
+def _groups(lengths: torch.Tensor, size: int) -> list[tuple[torch.Tensor, int]]:
+    """Row indices by length (shortest first, input order within a length), at most ``size`` rows a group."""
+    order = torch.argsort(lengths, stable=True)
+    groups: list[tuple[torch.Tensor, int]] = []
+    first = 0
+    while first < len(order):
+        length = int(lengths[order[first]])
+        last = first + 1
+        while last < len(order) and last - first < size and int(lengths[order[last]]) == length:
+            last += 1
+        groups.append((order[first:last], length))
+        first = last
+    return groups
+
+
+def _padded(batch: torch.Tensor, rows: int) -> torch.Tensor:
+    """``batch`` with copies of its first row appended up to ``rows`` rows (the extra outputs are dropped)."""
+    missing = rows - batch.shape[0]
+    return batch if missing <= 0 else torch.cat([batch, batch[:1].expand(missing, *batch.shape[1:])])
 
 
 class Encoder:
@@ -238,10 +273,14 @@ class Encoder:
             cache.update(special)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Embed texts.
+        """Embed texts. A text's vector is a function of the text alone, not of the batch it came in.
 
-        Each batch runs at the length its longest text needs, not the whole context, when the text tower allows it
-        with the same result (:mod:`clipzero.textlength`); texts are grouped by length so that batches are tight.
+        Each text runs at its own length rounded up to a multiple of :data:`TEXT_LENGTH_STEP` tokens, not the whole
+        context, when the text tower allows it with the same result (:mod:`clipzero.textlength`); texts of one
+        length run together. Every forward pass holds at least :data:`MIN_ROWS` rows (short batches are padded
+        with a copy of a row): with fewer, the CPU's matrix kernels take another path that rounds differently, and
+        the same text alone and inside a batch gave vectors up to 1e-3 apart at bf16. At ``int8`` each text runs
+        alone, as its activations are quantized with one scale per pass.
 
         Args:
             texts: the texts; longer ones are truncated to the model's context.
@@ -253,24 +292,23 @@ class Encoder:
         if not len(texts):
             return np.zeros((0, self.embed_dim), np.float32)
         encode = self._text_encoder()
+        alone = self.precision == "int8"
         out = np.empty((len(texts), self.embed_dim), np.float32)
         with torch.inference_mode():
             for start in range(0, len(texts), 4 * batch_size):  # tokenize a few batches at a time
                 chunk = [bounded_text(t, self.context_length) for t in texts[start : start + 4 * batch_size]]
                 tokens = self.tokenizer(chunk)  # (b, ctx)
-                # Shortest first: each batch then holds texts of about one length (a stable sort keeps ties in order).
-                order = torch.argsort((tokens != self._pad_id).sum(dim=1), stable=True) if encode is not None else (
-                    torch.arange(len(chunk)))  # fmt: skip
-                for first in range(0, len(chunk), batch_size):
-                    rows = order[first : first + batch_size]
-                    batch = tokens[rows].to(self.device)
-                    vectors = encode(batch) if encode is not None else self.model.encode_text(batch)
-                    out[(start + rows).numpy()] = self._normalise(vectors)
+                lengths = text_lengths(tokens, self._pad_id, TEXT_LENGTH_STEP) if encode is not None else (
+                    torch.full((len(chunk),), tokens.shape[1]))  # fmt: skip
+                for rows, length in _groups(lengths, 1 if alone else batch_size):
+                    batch = _padded(tokens[rows, :length], 1 if alone else MIN_ROWS).to(self.device)
+                    vectors = encode(batch, length) if encode is not None else self.model.encode_text(batch)
+                    out[(start + rows).numpy()] = self._normalise(vectors[: len(rows)])
         self._trim_tokenizer_cache()
         self.texts_encoded += len(texts)
         return out
 
-    def _text_encoder(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    def _text_encoder(self) -> Callable[..., torch.Tensor] | None:
         """The length-trimmed text encoder when this tower allows it exactly (checked once), else None."""
         if self._trimmed is _UNSET:
             from .textlength import pad_id_of, trimmed_text_encoder
@@ -290,11 +328,21 @@ class Encoder:
         return torch.stack([decode(image, decoder) for image in images])
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        """Embed already preprocessed images (n, 3, H, W) -> float32 (n, embed_dim), L2-normalised."""
+        """Embed already preprocessed images (n, 3, H, W) -> float32 (n, embed_dim), L2-normalised.
+
+        An image's vector does not depend on its batch: at 16-bit precisions a lone image runs beside a copy of
+        itself (a single row takes kernels that round differently); at ``int8`` each image runs alone (its
+        activations are quantized with one scale per pass). At fp32 a lone image differs from the same image in a
+        batch by under 1e-7.
+        """
+        count = int(pixels.shape[0])
+        if self.precision == "int8" and count > 1:
+            return np.concatenate([self.encode_pixels(pixels[i : i + 1]) for i in range(count)])
+        rows = 2 if self._dtype in (torch.bfloat16, torch.float16) else 1
         with torch.inference_mode():
-            features = self.model.encode_image(pixels.to(self.device, dtype=self._dtype))
-        self.images_encoded += int(pixels.shape[0])
-        return self._normalise(features)
+            features = self.model.encode_image(_padded(pixels, rows).to(self.device, dtype=self._dtype))
+        self.images_encoded += count
+        return self._normalise(features[:count])
 
     def encode_images(self, images: Sequence[ImageSource], batch_size: int = 32) -> np.ndarray:
         """Embed images given as paths, bytes or PIL images.

@@ -13,10 +13,10 @@ import io
 import os
 import stat
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,12 +24,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageError
 from .formats import EXTRA_IMAGE_SUFFIXES, VIDEO_SUFFIXES, kind_of, open_special
 
+if TYPE_CHECKING:
+    import torch
+
+    from .encoder import Encoder
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "HUGE_PIXELS",
     "IMAGE_SUFFIXES",
+    "Decoder",
     "ImageSource",
     "NamedImage",
+    "decode",
     "find_images",
     "load_image",
     "read_image_file",
@@ -294,3 +301,32 @@ def _scale_to_rgb(image: Image.Image) -> Image.Image:
         scaled = array.astype(np.float64)
     grey = Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
     return grey.convert("RGB")
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """How images become model input: the model's preprocessing, its draft size and the pixel limit.
+
+    Attributes:
+        preprocess: PIL RGB image -> float tensor (3, H, W).
+        draft: the smallest decoded size the model needs (its input side, square).
+        max_pixels: images with more pixels are refused before decoding (None: no limit).
+    """
+
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    draft: tuple[int, int]
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def for_encoder(cls, encoder: Encoder, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoder:
+        return cls(encoder.preprocess, encoder.draft_size, max_pixels)
+
+
+def decode(source: ImageSource, decoder: Decoder, name: str | None = None) -> Any:
+    """One image (path, bytes or PIL; ``name``: the file's name for bytes) -> the model's input tensor (3, H, W).
+
+    Raises:
+        ImageError: it cannot be read or decoded (the error names it and says why).
+    """
+    image = load_image(source, max_pixels=decoder.max_pixels, draft=decoder.draft, name=name)
+    return decoder.preprocess(image)

@@ -21,20 +21,28 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .errors import ImageError
-from .images import DEFAULT_MAX_PIXELS, ImageSource, NamedImage, load_image, read_image_file, source_name
+from .images import DEFAULT_MAX_PIXELS, Decoder, ImageSource, NamedImage, decode, read_image_file, source_name
 
 if TYPE_CHECKING:
-    import torch
-    from PIL import Image
 
     from .encoder import Encoder
 
-__all__ = ["Decoder", "Embedded", "Lookup", "decode", "default_workers", "embed", "embed_all", "prepare"]
+__all__ = [
+    "Decoder",
+    "Embedded",
+    "Engine",
+    "Lookup",
+    "decode",
+    "default_workers",
+    "embed",
+    "embed_all",
+    "prepare",
+]
 
 #: A known-vector lookup: the vector stored for content with this sha256, or None.
 Lookup = Callable[[str], "np.ndarray | None"]
@@ -45,28 +53,18 @@ EncodeFn = Callable[[list[Any]], np.ndarray]
 _MEMO_ENTRIES = 4096
 
 
+class Engine(Protocol):
+    """Embeds files somewhere other than this process's decode threads: the plug through which a store (or any
+    caller) is handed another engine without importing it. :class:`clipzero.ray_engine.RayOptions` is one."""
+
+    def embed_files(self, paths: Sequence[str], encoder: Encoder) -> Iterator[Embedded]:
+        """One :class:`Embedded` per path (read, hashed, decoded and encoded as :func:`embed` does), in any order."""
+        ...
+
+
 def default_workers() -> int:
     """Decode threads: one per core, at least two (decoding waits on disk as well as the CPU)."""
     return max(2, os.cpu_count() or 2)
-
-
-@dataclass(frozen=True)
-class Decoder:
-    """How images become model input: the model's preprocessing, its draft size and the pixel limit.
-
-    Attributes:
-        preprocess: PIL RGB image -> float tensor (3, H, W).
-        draft: the smallest decoded size the model needs (its input side, square).
-        max_pixels: images with more pixels are refused before decoding (None: no limit).
-    """
-
-    preprocess: Callable[[Image.Image], torch.Tensor]
-    draft: tuple[int, int]
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-
-    @classmethod
-    def for_encoder(cls, encoder: Encoder, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoder:
-        return cls(encoder.preprocess, encoder.draft_size, max_pixels)
 
 
 @dataclass
@@ -93,16 +91,6 @@ class Embedded:
     mtime_ns: int = 0
     pixels: Any = field(default=None, repr=False)  # the preprocessed tensor until encoded
     repeat: Any = field(default=None, repr=False)  # content seen earlier in this run: its source, until resolved
-
-
-def decode(source: ImageSource, decoder: Decoder, name: str | None = None) -> Any:
-    """One image (path, bytes or PIL; ``name``: the file's name for bytes) -> the model's input tensor (3, H, W).
-
-    Raises:
-        ImageError: it cannot be read or decoded (the error names it and says why).
-    """
-    image = load_image(source, max_pixels=decoder.max_pixels, draft=decoder.draft, name=name)
-    return decoder.preprocess(image)
 
 
 def prepare(

@@ -17,12 +17,15 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .pipeline import Decoder, Embedded, prepare
 from .zeroshot import LabelScore, Prediction
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
 
 __all__ = ["RayOptions", "ray_embed"]
 
@@ -43,6 +46,12 @@ class RayOptions:
     actors: int | None = None
     batch_size: int = 32
     cpus_per_actor: int = 1
+
+    def embed_files(self, paths: Sequence[str], encoder: Encoder) -> Iterator[Embedded]:
+        """The :class:`~clipzero.pipeline.Engine` plug: ``encoder``'s model embeds ``paths`` on Ray."""
+        for item, _ in ray_embed(list(paths), spec=encoder.spec, precision=encoder.precision,
+                                 adapter=encoder.adapter, options=self):  # fmt: skip
+            yield item
 
 
 def _init(options: RayOptions) -> Any:

@@ -21,7 +21,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["needed_length", "pad_id_of", "probe_tolerance", "trimmed_text_encoder"]
+__all__ = ["TextEncode", "needed_length", "pad_id_of", "probe_tolerance", "trimmed_text_encoder"]
+
+#: tokens (b, ctx) and the length to run at (None: the longest text's) -> features (b, dim).
+TextEncode = Callable[..., torch.Tensor]
 
 #: Probe texts of several lengths: the check compares each against the full-context encoding.
 _PROBES = ["a", "a photo of a red circle.", "a close-up photo of two small blue stars on a striped background, "
@@ -57,7 +60,7 @@ def _pooled(tower: Any, x: torch.Tensor, tokens: torch.Tensor, pool: str, eos: i
     return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
-def _builtin(model: Any, pad_id: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _builtin(model: Any, pad_id: int) -> TextEncode | None:
     """open_clip.CLIP's own text tower (attributes on the model itself), causal, pooling inside the text."""
     needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask", "text_projection")
     if not all(hasattr(model, name) for name in needed) or model.attn_mask is None:
@@ -67,8 +70,8 @@ def _builtin(model: Any, pad_id: int) -> Callable[[torch.Tensor], torch.Tensor] 
         return None
     eos = getattr(model, "text_eos_id", None)
 
-    def encode(tokens: torch.Tensor) -> torch.Tensor:
-        length = needed_length(tokens, pad_id)
+    def encode(tokens: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        length = length or needed_length(tokens, pad_id)
         tokens = tokens[:, :length]
         cast = model.transformer.get_cast_dtype()
         x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
@@ -78,7 +81,7 @@ def _builtin(model: Any, pad_id: int) -> Callable[[torch.Tensor], torch.Tensor] 
     return encode
 
 
-def _text_transformer(model: Any, pad_id: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _text_transformer(model: Any, pad_id: int) -> TextEncode | None:
     """open_clip's TextTransformer (CustomTextCLIP.text): causal or padding-masked, no class token."""
     tower = getattr(model, "text", None)
     if tower is None or type(tower).__name__ != "TextTransformer" or getattr(tower, "cls_emb", None) is not None:
@@ -91,8 +94,8 @@ def _text_transformer(model: Any, pad_id: int) -> Callable[[torch.Tensor], torch
         return None
     eos = getattr(tower, "eos_id", None)
 
-    def encode(tokens: torch.Tensor) -> torch.Tensor:
-        length = needed_length(tokens, pad_id)
+    def encode(tokens: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        length = length or needed_length(tokens, pad_id)
         tokens = tokens[:, :length]
         if padded:  # the tower slices its masks to the sequence itself
             return tower(tokens)
@@ -105,7 +108,7 @@ def _text_transformer(model: Any, pad_id: int) -> Callable[[torch.Tensor], torch
 
 
 def trimmed_text_encoder(model: Any, tokenizer: Callable[..., torch.Tensor], device: torch.device,
-                         pad_id: int | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:  # fmt: skip
+                         pad_id: int | None = None) -> TextEncode | None:  # fmt: skip
     """An ``encode_text`` that cuts each batch to the length it needs, or None when this tower must keep its full
     context (a kind it cannot be shown exact for, or the probe found a difference).
 

@@ -14,7 +14,7 @@ from ..video import expand_videos, frame_name, is_video
 from .records import AddReport, Record, canonical_path
 
 if TYPE_CHECKING:
-    from ..pipeline import Embedded
+    from ..pipeline import Embedded, Engine
     from .store import EmbeddingStore
 
 __all__ = ["add_images"]
@@ -28,7 +28,7 @@ def add_images(
     batch_size: int = 32,
     workers: int | None = None,
     progress: Any = None,
-    engine: str = "local",
+    engine: Any = "local",
     ray: Any = None,
     shard_rows: int = 1000,
     every: float = DEFAULT_VIDEO_EVERY_S,
@@ -60,10 +60,8 @@ def add_images(
         assert store.encoder is not None
         batches: Iterable[list[Embedded]] = embed(frames(), store.encoder, lookup=store.vector_of,
                                                    batch_size=batch_size, workers=workers)  # fmt: skip
-    elif engine == "ray":
-        batches = _on_ray(store, list(changed()), ray, shard_rows)
     else:
-        raise ConfigError(f"unknown engine {engine!r}: local or ray")
+        batches = _elsewhere(store, list(changed()), _engine(engine, ray), shard_rows)
     for batch in batches:
         records = []
         for item in batch:
@@ -79,14 +77,26 @@ def add_images(
     return report
 
 
-def _on_ray(store: EmbeddingStore, todo: list[str], options: Any, shard_rows: int) -> Iterator[list[Embedded]]:
-    """Batches embedded on Ray; each batch's new vectors are written to ``<store>/shards/`` before it is stored."""
-    from ..ray_engine import ray_embed
+def _engine(engine: Any, options: Any) -> Engine:
+    """The engine plug: ``ray`` with its options (a :class:`~clipzero.ray_engine.RayOptions`), or any object
+    with ``embed_files`` (a :class:`~clipzero.pipeline.Engine`)."""
+    plug = options if engine == "ray" else engine
+    if engine == "ray" and options is None:
+        raise ConfigError("engine 'ray' needs its options: ray=RayOptions(...) from clipzero.ray_engine")
+    if not callable(getattr(plug, "embed_files", None)):
+        raise ConfigError(f"unknown engine {engine!r}: local, ray, or an engine object with embed_files")
+    return plug
+
+
+def _elsewhere(store: EmbeddingStore, todo: list[str], engine: Engine, shard_rows: int) -> Iterator[list[Embedded]]:
+    """Batches embedded by another engine; each batch's new vectors are written to ``<store>/shards/`` before it is
+    stored (a run killed in between repeats rows in a shard rather than losing vectors)."""
     from .sharded import ShardWriter, in_shards
 
     assert store.encoder is not None
+    if not todo:
+        return
     shards = ShardWriter(Path(store.path) / "shards", rows_per_shard=shard_rows)
-    pairs = ray_embed(todo, spec=store.encoder.spec, precision=store.encoder.precision, adapter=store.encoder.adapter,
-                      options=options)  # fmt: skip
+    pairs = ((item, None) for item in engine.embed_files(todo, store.encoder))
     for batch in in_shards(pairs, shards, shard_rows):
         yield [item for item, _ in batch]

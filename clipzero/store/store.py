@@ -263,7 +263,7 @@ class EmbeddingStore:
         batch_size: int = 32,
         workers: int | None = None,
         progress: Any = None,
-        engine: str = "local",
+        engine: Any = "local",
         ray: Any = None,
         shard_rows: int = 1000,
         **video: Any,
@@ -272,9 +272,9 @@ class EmbeddingStore:
 
         Images go through :func:`clipzero.pipeline.embed` (engine ``local``), which reads and hashes each file once,
         takes the vector of content this store holds (or met earlier in the run) instead of encoding it, and
-        decodes in threads; or through :mod:`clipzero.ray_engine` (engine ``ray``, with ``ray`` a
-        :class:`~clipzero.ray_engine.RayOptions`), which also writes the new vectors as Parquet shards in
-        ``<store>/shards/``.
+        decodes in threads; or through another engine plugged in (:class:`clipzero.pipeline.Engine`): engine
+        ``ray`` with ``ray`` a :class:`~clipzero.ray_engine.RayOptions`, or the engine object itself. Another
+        engine's new vectors are also written as Parquet shards in ``<store>/shards/``.
 
         Args:
             paths: image files.
@@ -282,7 +282,7 @@ class EmbeddingStore:
             batch_size: images per forward pass and per commit.
             workers: decode threads (default: one per core, at least 2).
             progress: an optional callable receiving the number of inputs handled after each batch.
-            engine: ``local`` or ``ray``.
+            engine: ``local``, ``ray``, or an :class:`~clipzero.pipeline.Engine`.
             ray: Ray options (engine ``ray``).
             shard_rows: engine ``ray``: rows per shard and per commit.
             video: ``every`` and ``scenes``: how videos are sampled (frames stored as ``<video>#t=<seconds>``).

@@ -146,6 +146,30 @@ def test_doors_do_not_import_each_other_and_the_core_imports_no_door() -> None:
         assert not (edges[module] & set(commands)), f"{module} imports {edges[module] & set(commands)}"
 
 
+def _reach(edges: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in edges.get(todo.pop(), set()) - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_layers_run_one_way() -> None:
+    """The encoder sits below the pipeline (it decodes through clipzero.images), the store below the engines (it is
+    handed one through the pipeline's Engine plug), and a model spec is checked without torch."""
+    edges = graph()
+    below = {
+        "clipzero.encoder": {"clipzero.pipeline", "clipzero.ray_engine", "clipzero.zeroshot", "clipzero.tagging"},
+        "clipzero.images": {"clipzero.encoder", "clipzero.pipeline"},
+        "clipzero.modelspec": {"clipzero.encoder", "clipzero.models", "clipzero.transformers_model"},
+    }
+    below |= {m: {"clipzero.ray_engine", "clipzero.tagging"} for m in MODULES if m.startswith("clipzero.store")}
+    for module, forbidden in below.items():
+        assert not (_reach(edges, module) & forbidden), f"{module} reaches {_reach(edges, module) & forbidden}"
+
+
 def test_every_module_is_under_about_400_lines() -> None:
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > 430}
     assert long == {}
