@@ -17,6 +17,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelUnavailableError",
+    "RequestError",
     "StoreError",
     "TemplateError",
 ]
@@ -77,6 +78,13 @@ class TemplateError(ClipzeroError):
 
 class LabelError(ClipzeroError):
     """The labels given cannot be used (none at all, a file that cannot be read, a non-text label)."""
+
+    exit_code = 2
+
+
+class RequestError(ClipzeroError):
+    """A request to the service is malformed: a missing or unknown field, an empty list of images or texts, a
+    number out of range. (Labels that cannot be used are a :class:`LabelError`.)"""
 
     exit_code = 2
 

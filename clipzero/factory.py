@@ -33,6 +33,7 @@ __all__ = [
     "ModelChoice",
     "check_model",
     "check_threshold",
+    "llm_configured",
     "open_calibration",
     "open_chat_client",
     "open_classifier",
@@ -323,6 +324,19 @@ def open_calibration(calibration: str | os.PathLike[str] | Any, model_id: str | 
     from .calibration import Calibration
 
     return Calibration.load(calibration, model_id)
+
+
+def llm_configured(llm_url: str | None = None, llm_model: str | None = None) -> str | None:
+    """None when an LLM server and model are set (arguments, else environment, else config file) and the ``llm``
+    extra is installed; else why not (for a door to leave out what needs one)."""
+    from .extras import missing
+
+    settings = load_settings()
+    if not (llm_url or settings.llm_url) or not (llm_model or settings.llm_model):
+        return "needs an OpenAI-compatible LLM server: start with --llm-url and --llm-model"
+    if missing("llm"):
+        return "needs the llm extra: pip install 'clipzero[llm]'"
+    return None
 
 
 def open_chat_client(

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from .errors import ConfigError
 
-__all__ = ["FORMATS", "ResultWriter", "csv_cell", "format_for", "from_csv_cell", "side_files"]
+__all__ = ["FORMATS", "SCORE_DECIMALS", "ResultWriter", "csv_cell", "format_for", "from_csv_cell", "side_files"]
 
 FORMATS = ("jsonl", "csv", "parquet")
 _CSV_FIELDS = ["image", "sha256", "label", "score", "predictions"]
@@ -59,8 +59,18 @@ def format_for(path: Path, explicit: str | None = None) -> str:
     raise ConfigError(f"cannot tell the format of {path} from its ending: pass --format jsonl, csv or parquet")
 
 
+#: Decimals of the scores and similarities written to result files: the model computes them in float32 (about seven
+#: significant digits), so more digits would only show the float's binary expansion.
+SCORE_DECIMALS = 6
+
+
+def _rounded(prediction: dict[str, Any]) -> dict[str, Any]:
+    return {key: round(value, SCORE_DECIMALS) if isinstance(value, float) else value
+            for key, value in prediction.items()}  # fmt: skip
+
+
 def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
-    predictions = row["predictions"]
+    predictions = [_rounded(p) for p in row["predictions"]]
     return {
         "image": row["image"],
         "sha256": row["sha256"],

@@ -34,7 +34,7 @@ from ..listen import open_port, run_on
 from ..tools.specs import tool_specs
 from ..tools.toolbox import Toolbox
 
-__all__ = ["build_server", "run_http", "run_stdio"]
+__all__ = ["build_server", "run_http", "run_stdio", "unavailable_tools"]
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,24 @@ def _schema_problem(error: Any) -> str:
     return f"{where}: " + rule.format(shown[:80])
 
 
+def unavailable_tools(toolbox: Toolbox) -> dict[str, str]:
+    """The tools this server leaves out of its list, and why: a client's model never picks a tool that can only
+    fail (search_images without a store, describe_labels without an LLM server)."""
+    from ..factory import llm_configured
+
+    absent = {}
+    if not toolbox.stores:
+        absent["search_images"] = "needs an embedding store: start clipzero mcp with --store DIR"
+    why = llm_configured(toolbox.llm_url, toolbox.llm_model)
+    if why is not None:
+        absent["describe_labels"] = why
+    return absent
+
+
 def build_server(toolbox: Toolbox) -> Server[Any]:
     """The MCP server of ``toolbox``'s tools and resources."""
-    specs = tool_specs(toolbox.limits)
+    absent = unavailable_tools(toolbox)
+    specs = [spec for spec in tool_specs(toolbox.limits) if spec.name not in absent]
     listed = [
         types.Tool(
             name=spec.name,
@@ -95,6 +110,8 @@ def build_server(toolbox: Toolbox) -> Server[Any]:
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         name, arguments = params.name, dict(params.arguments or {})
         validator = validators.get(name)
+        if name in absent:
+            return _error(f"{name} is not offered by this server: it {absent[name]}")
         if validator is None:
             return _error(f"unknown tool {name!r}: the tools are {', '.join(validators)}")
         problems = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import ClipzeroError, ImageError, LabelError, StoreError, TemplateError
+from ..errors import ClipzeroError, ImageError, LabelError, RequestError, StoreError, TemplateError
 from ..factory import split_labels
 from .core import (
     DeadlineExceeded,
@@ -48,6 +48,7 @@ _STATUS = [
     (ClientPathRefused, 400),
     (ImageError, 400),
     (LabelError, 422),
+    (RequestError, 422),
     (TemplateError, 422),
     (StoreError, 409),
 ]
@@ -227,7 +228,7 @@ def create_api(service: Service) -> FastAPI:
         try:
             return model.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            raise LabelError(_describe_validation(exc.errors())) from exc
+            raise RequestError(_describe_validation(exc.errors())) from exc
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
@@ -285,21 +286,21 @@ def create_api(service: Service) -> FastAPI:
                 cut = fields.get("min_similarity")
                 min_similarity = float(cut) if cut not in (None, "") else None
             except ValueError as exc:
-                raise LabelError(f"top_k, threshold and min_similarity must be numbers: {exc}") from exc
+                raise RequestError(f"top_k, threshold and min_similarity must be numbers: {exc}") from exc
             if not 1 <= top_k <= 100 or (threshold is not None and not 0.0 <= threshold <= 1.0):
-                raise LabelError("top_k must be 1 to 100 and threshold 0 to 1")
+                raise RequestError("top_k must be 1 to 100 and threshold 0 to 1")
             if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
-                raise LabelError("min_similarity must be a cosine similarity, -1 to 1")
+                raise RequestError("min_similarity must be a cosine similarity, -1 to 1")
             reject = fields.get("reject") or None
             if reject not in (None, "auto"):
-                raise LabelError(f"reject must be auto or left out, got {reject[:40]!r}")
+                raise RequestError(f"reject must be auto or left out, got {reject[:40]!r}")
             labels = split_labels(fields.get("labels") or "")
             templates, rerank = fields.get("templates") or None, fields.get("rerank") in ("1", "true", "on")
         else:
             body = await json_body(request, ClassifyJSON)
             names = body.names or [f"image-{i}" for i in range(len(body.images))]
             if len(names) != len(body.images):
-                raise LabelError(f"{len(names)} names for {len(body.images)} images")
+                raise RequestError(f"{len(names)} names for {len(body.images)} images")
             images = [(name, decode_base64(data, name)) for name, data in zip(names, body.images)]
             labels, templates, top_k, threshold, rerank = (
                 split_labels(body.labels), body.templates, body.top_k, body.threshold, body.rerank,
@@ -320,7 +321,7 @@ def create_api(service: Service) -> FastAPI:
         """L2-normalised embeddings of texts or base64 images (float32, as lists)."""
         body = await json_body(request, EmbedJSON)
         if (body.texts is None) == (body.images is None):
-            raise LabelError("give exactly one of 'texts' or 'images'")
+            raise RequestError("give exactly one of 'texts' or 'images'")
         if body.texts is not None:
             vectors = await bounded(lambda texts, deadline: service.embed_texts(texts), body.texts)
         else:
@@ -343,7 +344,7 @@ def create_api(service: Service) -> FastAPI:
         """The store's nearest images to a text or an image."""
         body = await json_body(request, SearchJSON)
         if (body.text is None) == (body.image is None):
-            raise LabelError("give exactly one of 'text' or 'image'")
+            raise RequestError("give exactly one of 'text' or 'image'")
         image = decode_base64(body.image, "query image") if body.image is not None else None
         hits = await bounded(service.search, text=body.text, image=image, top_k=body.top_k)
         return {"model": service.encoder.id, "results": hits}
@@ -407,7 +408,7 @@ async def _read_multipart(request: Request, settings: Any) -> tuple[list[tuple[s
         form = await request.form(max_files=settings.max_images, max_fields=settings.max_labels + 16,
                                   max_part_size=settings.max_upload_bytes)  # fmt: skip
     except Exception as exc:  # malformed multipart, a part over the limit
-        raise LabelError(f"could not read the multipart form: {exc}") from exc
+        raise RequestError(f"could not read the multipart form: {exc}") from exc
     images: list[tuple[str, bytes]] = []
     fields: dict[str, str] = {}
     for key, value in form.multi_items():

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ClipzeroError, ImageError, LabelError
+from ..errors import ClipzeroError, ImageError, LabelError, RequestError
 from .fairness import LANE_PIXELS, DeadlineExceeded, DecodeLane, ServerBusy, check_deadline, decoded_pixels
 
 __all__ = [
@@ -247,9 +247,9 @@ class Service:
 
     def check_images(self, images: list[tuple[str, bytes]]) -> None:
         if not images:
-            raise LabelError("no images given")
+            raise RequestError("no images given")
         if len(images) > self.settings.max_images:
-            raise LabelError(
+            raise RequestError(
                 f"{len(images)} images, over this server's limit of {self.settings.max_images} per request"
             )
 
@@ -290,7 +290,7 @@ class Service:
         from .guard import check_labels
 
         if not texts:
-            raise LabelError("no texts given")
+            raise RequestError("no texts given")
         check_labels(texts, max_labels=self.settings.max_labels, max_chars=self.settings.max_label_chars)
         with self._text_slot:
             return self.encoder.encode_texts(texts)
@@ -318,7 +318,7 @@ class Service:
         self.check_images(images)
         check_reject(reject, min_similarity)
         if rerank and (reject or min_similarity is not None):
-            raise LabelError("rerank does not combine with reject or min_similarity: choose one way to say 'none of "
+            raise RequestError("rerank does not combine with reject or min_similarity: choose one way to say 'none of "
                              "these'")  # fmt: skip
         classifier = self.classifier(labels, templates, deadline)
         predictions = self.predict_partial(
@@ -374,7 +374,7 @@ class Service:
         if self.store is None:
             raise NotAvailable("this server has no embedding store (start it with --store DIR)")
         if (text is None) == (image is None):
-            raise LabelError("give exactly one of a text or an image")
+            raise RequestError("give exactly one of a text or an image")
         if text is not None:
             check_labels([text], max_labels=1, max_chars=self.settings.max_label_chars)
             vector = self.encoder.encode_texts([text])[0]

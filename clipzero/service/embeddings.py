@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import LabelError
+from ..errors import RequestError
 from .core import NotAvailable, Service, decode_base64
 
 __all__ = ["EmbeddingsJSON", "openai_embeddings"]
@@ -40,17 +40,17 @@ def openai_embeddings(service: Service, body: EmbeddingsJSON, deadline: float | 
 
     Raises:
         NotAvailable: the request names a model this server does not run.
-        LabelError: no input, an empty text, a wrong ``dimensions``, or over the server's per-request limits.
+        RequestError: no input, a wrong ``dimensions``, or over the server's per-request limits.
         ImageError: an image data URL that is not a readable image (the error names its index).
     """
     encoder = service.encoder
     if body.model not in (encoder.id, encoder.spec):
         raise NotAvailable(f"this server runs model {encoder.spec!r} (id {encoder.id!r}), not {body.model!r}")
     if body.dimensions is not None and body.dimensions != encoder.embed_dim:
-        raise LabelError(f"dimensions must be {encoder.embed_dim} for this model (it cannot shorten its vectors)")
+        raise RequestError(f"dimensions must be {encoder.embed_dim} for this model (it cannot shorten its vectors)")
     items = [body.input] if isinstance(body.input, str) else list(body.input)
     if not items:
-        raise LabelError("input is empty: give a text, an image data URL, or a list of them")
+        raise RequestError("input is empty: give a text, an image data URL, or a list of them")
     images = [(i, item) for i, item in enumerate(items) if item.startswith(_IMAGE_PREFIX)]
     texts = [(i, item) for i, item in enumerate(items) if not item.startswith(_IMAGE_PREFIX)]
     vectors = np.zeros((len(items), encoder.embed_dim), np.float32)

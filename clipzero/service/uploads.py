@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ImageError, LabelError
+from ..errors import ImageError, RequestError
 from .guard import uploaded_file
 
 __all__ = ["UploadItem", "UploadLimits", "expand_uploads", "read_upload"]
@@ -62,7 +62,7 @@ def expand_uploads(paths: list[str], root: Path, limits: UploadLimits) -> Iterat
 
     Raises:
         ClientPathRefused: a path that is not an upload of this server (checked for all paths first).
-        LabelError: an archive with more entries than the limit.
+        RequestError: an archive with more entries than the limit.
     """
     checked = [uploaded_file(p, root) for p in paths]
     for raw, path in zip(paths, checked):
@@ -86,7 +86,7 @@ def _archive(path: Path, shown: str, limits: UploadLimits) -> Iterator[UploadIte
     with archive:
         entries = [info for info in archive.infolist() if not info.is_dir()]
         if len(entries) > limits.max_entries:
-            raise LabelError(
+            raise RequestError(
                 f"{shown} has {len(entries):,} entries, over this server's limit of {limits.max_entries:,} per "
                 "request: split it into smaller archives"
             )

@@ -324,3 +324,24 @@ def test_tag_folder_writes_nothing_outside_the_root_and_errors_never_echo_argume
     assert all("refused" in r["error"] for r in results[1:]) and SECRET not in json.dumps(results)
     assert not seen["relative"].is_error and (root / "relative.jsonl").exists() and not (tmp_path / "relative.jsonl"
                                                                                           ).exists()  # fmt: skip
+
+
+def test_a_server_without_a_store_or_an_llm_lists_only_the_tools_that_can_work(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPZERO_LLM")}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "clipzero", "mcp", "--model",
+                                   "clipzero-shapes", "--root", str(EXAMPLES)],
+                                   env={**env, "CLIPZERO_HOME": str(tmp_path / "home")})  # fmt: skip
+
+    async def session() -> tuple[set[str], str, str]:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            listed = {tool.name for tool in (await client.list_tools()).tools}
+            search = await client.call_tool("search_images", {"text": "a red circle"})
+            describe = await client.call_tool("describe_labels", {"labels": ["red circle"]})
+            assert search.is_error and describe.is_error
+            return listed, search.content[0].text, describe.content[0].text
+
+    listed, search, describe = anyio.run(session)
+    assert listed == {"classify_images", "tag_folder", "embed", "list_models", "list_template_sets"}
+    assert "not offered" in search and "--store" in search
+    assert "not offered" in describe and "--llm-url" in describe

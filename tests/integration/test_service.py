@@ -76,6 +76,26 @@ def test_errors_are_json_with_the_right_status(server: str, request_kwargs: dict
     assert words.lower() in response.json()["error"]["message"].lower()
 
 
+@pytest.mark.parametrize(
+    ("route", "body", "kind", "words"),
+    [
+        ("/v1/classify", {"images": [], "labels": ["a", "b"]}, "RequestError", "images"),
+        ("/v1/classify", {"labels": ["a", "b"]}, "RequestError", "images: field required"),
+        ("/v1/classify", {"images": ["aGk="], "labels": ["a"], "top_k": 0}, "RequestError", "top_k"),
+        ("/v1/classify", {"images": ["aGk="], "labels": []}, "LabelError", "no labels"),
+        ("/v1/embed", {"images": []}, "RequestError", "no images given"),
+        ("/v1/embed", {"texts": []}, "RequestError", "no texts given"),
+        ("/v1/embeddings", {"model": "clipzero-shapes", "input": []}, "RequestError", "input is empty"),
+    ],
+)  # fmt: skip
+def test_each_error_names_what_was_wrong_with_its_own_type(server: str, route: str, body: dict, kind: str,
+                                                          words: str) -> None:  # fmt: skip
+    response = httpx.post(f"{server}{route}", json=body)
+    assert response.status_code in (400, 422), response.text
+    error = response.json()["error"]
+    assert error["type"] == kind and words in error["message"].lower(), error
+
+
 def test_embed_models_search_and_openapi(server: str) -> None:
     texts = httpx.post(f"{server}/v1/embed", json={"texts": ["a photo of a blue star.", "a red circle"]}).json()
     images = httpx.post(f"{server}/v1/embed", json={"images": [b64(EXAMPLES / "blue-star.png")]}).json()

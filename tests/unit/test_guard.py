@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clipzero.errors import LabelError, TemplateError
+from clipzero.errors import LabelError, RequestError, TemplateError
 from clipzero.service.guard import (
     SESSION_COOKIE,
     ClientPathRefused,
@@ -130,7 +130,7 @@ def test_zip_uploads_are_streamed_within_limits(root: Path) -> None:
         ("pack.zip/d.png", False, "not read: pack.zip p"),  # the request's total was spent
         ("photo.png", True, ""),
     ]
-    with pytest.raises(LabelError, match="over this server's limit of 3"):
+    with pytest.raises(RequestError, match="over this server's limit of 3"):
         list(expand_uploads([str(root / "abc" / "pack.zip")], root, UploadLimits(1000, 3, 10**6)))
     with pytest.raises(ClientPathRefused):
         list(expand_uploads([str(root / "abc" / "photo.png"), "/etc/passwd"], root, limits))

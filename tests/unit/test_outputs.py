@@ -101,3 +101,21 @@ def test_without_following_links_a_linked_side_file_is_refused_and_left_alone(tm
     assert outside.read_text() == "keep me\n" and not (tmp_path / "tags.jsonl.lock").exists()
     writer = ResultWriter(out)  # the CLI's writer follows a link the user made on purpose
     writer.close()
+
+
+@pytest.mark.parametrize("ending", ["jsonl", "csv"])
+def test_scores_are_written_with_the_digits_float32_has(tmp_path: Path, ending: str) -> None:
+    import re
+
+    import numpy as np
+
+    score = float(np.float32(0.8634567))  # 0.8634567260742188 as a Python float
+    row = _row(0)
+    row["predictions"][0].update(score=score, similarity=float(np.float32(0.3141592)))
+    out = tmp_path / f"r.{ending}"
+    _write(out, [row])
+    text = out.read_text()
+    assert "0.8634567260742188" not in text and "0.863457" in text and "0.314159" in text
+    assert not re.search(r"\d\.\d{7,}", text), text
+    back = read_results(out)[0]
+    assert abs(back["score"] - score) < 1e-6 and back["predictions"][1]["score"] == 0.25
