@@ -43,8 +43,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tagging_speed.py
 	$(BIN)/python benchmarks/text_speed.py
 	$(BIN)/python benchmarks/first_call.py
+	$(BIN)/python benchmarks/time_to_fail.py
 	$(BIN)/python benchmarks/shapes_quality.py
 	$(BIN)/python benchmarks/rejection.py
+	$(BIN)/python benchmarks/multilabel.py
 	$(BIN)/python benchmarks/store_search.py
 	$(BIN)/python benchmarks/dedup.py
 	$(BIN)/python benchmarks/video.py

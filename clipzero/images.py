@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "HUGE_PIXELS",
     "IMAGE_SUFFIXES",
+    "VIEW_COUNTS",
     "Decoder",
     "ImageSource",
     "NamedImage",
@@ -44,6 +45,7 @@ __all__ = [
     "source_name",
     "thumbnail",
     "to_rgb",
+    "view_boxes",
 ]
 
 #: Images with more pixels than this are refused before decoding (about 11k x 11k, 384 MB as RGB). Pillow's own
@@ -303,30 +305,61 @@ def _scale_to_rgb(image: Image.Image) -> Image.Image:
     return grey.convert("RGB")
 
 
+#: How many views of an image multi-label tagging may score: the whole image alone (1); with the four half-size
+#: quarters (5); with a 3x3 grid of half-size crops, overlapping by half (10).
+VIEW_COUNTS = (1, 5, 10)
+
+
+def view_boxes(views: int) -> list[tuple[float, float, float, float]]:
+    """The regions of ``views`` views, as (left, top, right, bottom) fractions of the image; the whole image first.
+
+    Raises:
+        ValueError: ``views`` is not one of :data:`VIEW_COUNTS`.
+    """
+    if views not in VIEW_COUNTS:
+        raise ValueError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))}, got {views}")
+    steps = {1: (), 5: (0.0, 0.5), 10: (0.0, 0.25, 0.5)}[views]
+    return [(0.0, 0.0, 1.0, 1.0)] + [(x, y, x + 0.5, y + 0.5) for y in steps for x in steps]
+
+
 @dataclass(frozen=True)
 class Decoder:
     """How images become model input: the model's preprocessing, its draft size and the pixel limit.
 
     Attributes:
         preprocess: PIL RGB image -> float tensor (3, H, W).
-        draft: the smallest decoded size the model needs (its input side, square).
+        draft: the smallest decoded size the model needs (its input side, square; twice that with views, so that
+            a half-size crop still has the model's input resolution).
         max_pixels: images with more pixels are refused before decoding (None: no limit).
+        views: 1, or the number of views (:func:`view_boxes`) each image becomes, decoded once.
     """
 
     preprocess: Callable[[Image.Image], torch.Tensor]
     draft: tuple[int, int]
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    views: int = 1
 
     @classmethod
-    def for_encoder(cls, encoder: Encoder, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoder:
-        return cls(encoder.preprocess, encoder.draft_size, max_pixels)
+    def for_encoder(cls, encoder: Encoder, max_pixels: int | None = DEFAULT_MAX_PIXELS, views: int = 1) -> Decoder:
+        view_boxes(views)  # a wrong count fails here, before any image is read
+        side = encoder.draft_size if views == 1 else (2 * encoder.draft_size[0], 2 * encoder.draft_size[1])
+        return cls(encoder.preprocess, side, max_pixels, views)
 
 
 def decode(source: ImageSource, decoder: Decoder, name: str | None = None) -> Any:
-    """One image (path, bytes or PIL; ``name``: the file's name for bytes) -> the model's input tensor (3, H, W).
+    """One image (path, bytes or PIL; ``name``: the file's name for bytes) -> the model's input tensor (3, H, W),
+    or (views, 3, H, W) for a decoder with views: the image is decoded once and cropped.
 
     Raises:
         ImageError: it cannot be read or decoded (the error names it and says why).
     """
     image = load_image(source, max_pixels=decoder.max_pixels, draft=decoder.draft, name=name)
-    return decoder.preprocess(image)
+    if decoder.views == 1:
+        return decoder.preprocess(image)
+    import torch
+
+    width, height = image.size
+    crops = [image if box == (0.0, 0.0, 1.0, 1.0) else
+             image.crop((round(box[0] * width), round(box[1] * height), round(box[2] * width), round(box[3] * height)))
+             for box in view_boxes(decoder.views)]  # fmt: skip
+    return torch.stack([decoder.preprocess(crop) for crop in crops])

@@ -26,7 +26,17 @@ from typing import IO, Any
 
 from .errors import ConfigError
 
-__all__ = ["FORMATS", "SCORE_DECIMALS", "ResultWriter", "csv_cell", "format_for", "from_csv_cell", "side_files"]
+__all__ = [
+    "FORMATS",
+    "SCORE_DECIMALS",
+    "ResultWriter",
+    "csv_cell",
+    "format_for",
+    "from_csv_cell",
+    "join_labels",
+    "side_files",
+    "split_labels",
+]
 
 FORMATS = ("jsonl", "csv", "parquet")
 _CSV_FIELDS = ["image", "sha256", "label", "score", "predictions"]
@@ -71,13 +81,40 @@ def _rounded(prediction: dict[str, Any]) -> dict[str, Any]:
 
 def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
     predictions = [_rounded(p) for p in row["predictions"]]
-    return {
+    flat = {
         "image": row["image"],
         "sha256": row["sha256"],
         "label": row["label"],
         "score": predictions[0]["score"] if predictions else None,
         "predictions": predictions,
     }
+    if "labels" in row:  # multi-label: every label that applies
+        flat["labels"] = [_rounded(t) for t in row["labels"]]
+    return flat
+
+
+def join_labels(labels: list[str]) -> str:
+    """Labels as one CSV cell: joined by ``;``, a ``;`` or ``\\`` inside a label escaped with ``\\``."""
+    return ";".join(label.replace("\\", "\\\\").replace(";", "\\;") for label in labels)
+
+
+def split_labels(cell: str) -> list[str]:
+    """The labels :func:`join_labels` joined."""
+    labels: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in cell:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ";":
+            labels.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    return [*labels, "".join(current)] if cell else []
 
 
 def _complete_lines(data: bytes) -> bytes:
@@ -171,10 +208,13 @@ class ResultWriter:
             damaged beyond the last line); a link, with ``follow_links=False``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fmt: str | None = None, *, follow_links: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], fmt: str | None = None, *, follow_links: bool = True,
+                 multi_label: bool = False) -> None:  # fmt: skip
         self.path = Path(path)
         self.format = format_for(self.path, fmt)
         self.follow_links = follow_links
+        self.multi_label = multi_label
+        self.fields = [*_CSV_FIELDS, "labels"] if multi_label else _CSV_FIELDS
         self.rows_path = (
             self.path.with_name(self.path.name + ".partial.jsonl") if self.format == "parquet" else self.path
         )
@@ -204,7 +244,7 @@ class ResultWriter:
             ) from exc
         new_csv = self.format == "csv" and (not self.path.exists() or self.path.stat().st_size == 0)
         self._rows = _open(self.rows_path, "a", self.follow_links)
-        self._csv = csv.DictWriter(self._rows, fieldnames=_CSV_FIELDS) if self.format == "csv" else None
+        self._csv = csv.DictWriter(self._rows, fieldnames=self.fields) if self.format == "csv" else None
         if self._csv is not None and new_csv:
             self._csv.writeheader()
         self._errors = _open(self.errors_path, "w", self.follow_links)
@@ -235,8 +275,11 @@ class ResultWriter:
             _truncate_partial_line(self.path)
             with open(self.path, encoding="utf-8", newline="") as handle:
                 reader = csv.DictReader(handle)
-                if reader.fieldnames and reader.fieldnames != _CSV_FIELDS:
-                    raise ValueError(f"unexpected columns {reader.fieldnames}")
+                if reader.fieldnames and reader.fieldnames != self.fields:
+                    multi = "labels" in reader.fieldnames
+                    raise ValueError(f"unexpected columns {reader.fieldnames}" + (
+                        f" (it was written {'with' if multi else 'without'} --multi-label)"
+                        if set(reader.fieldnames) ^ set(self.fields) == {"labels"} else ""))  # fmt: skip
                 self.done = {from_csv_cell(row["image"]) for row in reader}
 
     def write(self, row: dict[str, Any]) -> None:
@@ -244,8 +287,12 @@ class ResultWriter:
         for extra in ("rerank", "rejection", "video"):  # reasoning, rejection, a video's summary: in JSON lines
             if self.format == "jsonl" and extra in row:
                 flat[extra] = row[extra]
+        if self.multi_label and "labels" not in flat:
+            flat["labels"] = []
         if self._csv is not None:
-            cells = {key: csv_cell(value) for key, value in flat.items()}
+            cells = {key: csv_cell(value) for key, value in flat.items() if key != "labels"}
+            if self.multi_label:
+                cells["labels"] = csv_cell(join_labels([t["label"] for t in flat["labels"]]))
             self._csv.writerow({**cells, "predictions": json.dumps(flat["predictions"], ensure_ascii=False)})
         else:
             self._rows.write(json.dumps(flat, ensure_ascii=False) + "\n")
@@ -278,7 +325,7 @@ class ResultWriter:
         import pyarrow.parquet as pq
 
         rows = _read_jsonl(self.rows_path)
-        table = pa.Table.from_pylist(rows, schema=_parquet_schema())
+        table = pa.Table.from_pylist(rows, schema=_parquet_schema(self.multi_label))
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         if tmp.is_symlink():
             tmp.unlink()  # a link left where the temporary file goes is removed, never written through
@@ -289,19 +336,22 @@ class ResultWriter:
         self.rows_path.unlink()
 
 
-def _parquet_schema() -> Any:
+def _parquet_schema(multi_label: bool = False) -> Any:
     import pyarrow as pa
 
     prediction = pa.struct([("label", pa.string()), ("score", pa.float64()), ("similarity", pa.float64())])
-    return pa.schema(
-        [
-            ("image", pa.string()),
-            ("sha256", pa.string()),
-            ("label", pa.string()),
-            ("score", pa.float64()),
-            ("predictions", pa.list_(prediction)),
-        ]
-    )
+    fields = [
+        ("image", pa.string()),
+        ("sha256", pa.string()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+        ("predictions", pa.list_(prediction)),
+    ]
+    if multi_label:
+        tag = pa.struct([("label", pa.string()), ("score", pa.float64()), ("similarity", pa.float64()),
+                         ("region", pa.list_(pa.float64()))])  # fmt: skip
+        fields.append(("labels", pa.list_(tag)))
+    return pa.schema(fields)
 
 
 def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> list[dict[str, Any]]:
@@ -325,4 +375,6 @@ def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> list[d
         row["image"] = from_csv_cell(row["image"])
         row["label"] = from_csv_cell(row["label"]) or None
         row["score"] = float(row["score"]) if row["score"] else None
+        if "labels" in row:  # multi-label CSV: the names (their scores are in predictions)
+            row["labels"] = [{"label": label} for label in split_labels(from_csv_cell(row["labels"]))]
     return rows

@@ -172,7 +172,10 @@ def _stack_encoder(encoder: Encoder) -> EncodeFn:
     def encode(pixels: list[Any]) -> np.ndarray:
         import torch
 
-        return encoder.encode_pixels(torch.stack(pixels))  # (n, 3, H, W) -> (n, dim)
+        batch = torch.stack(pixels)
+        if batch.dim() == 5:  # (n, views, 3, H, W): every view of the batch in one pass -> (n, views, dim)
+            return encoder.encode_pixels(batch.flatten(0, 1)).reshape(batch.shape[0], batch.shape[1], -1)
+        return encoder.encode_pixels(batch)  # (n, 3, H, W) -> (n, dim)
 
     return encode
 
@@ -214,6 +217,7 @@ def embed(
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     encode: EncodeFn | None = None,
+    views: int = 1,
 ) -> Iterator[list[Embedded]]:
     """Embed images in batches: read and hash, skip known content, decode in threads, encode, report errors.
 
@@ -225,6 +229,8 @@ def embed(
         workers: decode threads (default :func:`default_workers`; 0 decodes in the calling thread).
         max_pixels: refuse larger images before decoding.
         encode: encodes a list of preprocessed tensors (default: the encoder, one forward pass per batch).
+        views: 1, or how many views of each image to embed (:func:`clipzero.images.view_boxes`): each vector is
+            then (views, dim), the whole image first; ``lookup`` is not used (a store holds whole images only).
 
     Yields:
         Lists of :class:`Embedded`, at most ``batch_size`` long, in input order; every input appears once.
@@ -233,8 +239,9 @@ def embed(
         >>> for batch in embed(["a.jpg", "b.jpg"], encoder):
         ...     print([(item.name, item.error or item.vector.shape) for item in batch])
     """
-    decoder = Decoder.for_encoder(encoder, max_pixels)
+    decoder = Decoder.for_encoder(encoder, max_pixels, views)
     encode = encode or _stack_encoder(encoder)
+    lookup = lookup if views == 1 else None
     memo = _Memo()
 
     def work(source: ImageSource) -> Embedded:

@@ -20,17 +20,15 @@ about -0.5 for a typical near miss, comparable across models.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError
+from .rulecache import remembered
 
 __all__ = [
     "REJECT_MODES",
@@ -165,33 +163,6 @@ def rule_from_scores(fits: Sequence[float], misses: Sequence[float], source: str
     return RejectionRule(threshold, spread, source, separable=True, accuracy=best)
 
 
-def _cache_path() -> Path:
-    from .config import home
-
-    return home() / "rejection.json"
-
-
-def _read_cache() -> dict[str, Any]:
-    try:
-        data = json.loads(_cache_path().read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_cache(key: str, rule: RejectionRule) -> None:
-    path = _cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_cache()
-        data[key] = rule.to_dict()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:  # a read-only home only costs recomputing the rule next time
-        pass
-
-
 def reference_rule(encoder: Any, templates_hash: str, class_embeddings: Callable[[list[str]], np.ndarray],
                    language: str = "en") -> RejectionRule:  # fmt: skip
     """The ``auto`` rule of a model and template set: from memory, from disk, else computed on the reference task.
@@ -205,20 +176,8 @@ def reference_rule(encoder: Any, templates_hash: str, class_embeddings: Callable
     """
     language = "zh" if language == "zh" else "en"
     key = f"{encoder.id}|{templates_hash}|{language}|v{_REFERENCE_VERSION}"
-    with _lock:
-        found = _memory.get(key)
-        if found is None:
-            stored = _read_cache().get(key)
-            if isinstance(stored, dict):
-                try:
-                    found = RejectionRule(**stored)
-                except TypeError:
-                    found = None
-        if found is None:
-            found = _compute(encoder, class_embeddings, language)
-            _write_cache(key, found)
-        _memory[key] = found
-        return found
+    return remembered("rejection.json", key, _memory, _lock, RejectionRule,
+                      lambda: _compute(encoder, class_embeddings, language))
 
 
 def _compute(encoder: Any, class_embeddings: Callable[[list[str]], np.ndarray], language: str) -> RejectionRule:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_VIDEO_EVERY_S
 from .errors import ConfigError, StoreError
+from .multilabel import check_views
 from .pipeline import Embedded, embed
 from .zeroshot import Prediction, ZeroShotClassifier, predict_embedded
 
@@ -53,8 +54,9 @@ class TagResult:
             }
         row = self.prediction.to_dict()
         found = {"image": self.path, "sha256": self.sha256, "label": row["label"], "predictions": row["predictions"]}
-        if "rejection" in row:
-            found["rejection"] = row["rejection"]
+        for extra in ("labels", "rejection"):
+            if extra in row:
+                found[extra] = row[extra]
         return found
 
 
@@ -132,6 +134,8 @@ def tag_images(
     shards: str | os.PathLike[str] | None = None,
     shard_rows: int = 1000,
     videos: VideoTracker | None = None,
+    multi_label: bool = False,
+    views: int | None = None,
 ) -> Iterator[TagResult | TagFailure | VideoSummary]:
     """Tag images with labels, yielding one result or failure per image (and per video frame, with a summary per
     video).
@@ -159,6 +163,8 @@ def tag_images(
         videos: how video files are sampled (a :class:`~clipzero.video.VideoTracker`; default every 2 s and at
             scene changes): each frame is tagged as ``<video>#t=<seconds>``, and after a video's last frame comes
             its :class:`VideoSummary`.
+        multi_label: every label that applies (the prediction's ``tags``), scored on ``views`` views of each image
+            (default :data:`clipzero.multilabel.DEFAULT_VIEWS`); a store keeps each image's whole-image vector.
 
     Yields:
         TagResult for each tagged image or frame, TagFailure (with the reason) for each that could not be read,
@@ -185,7 +191,9 @@ def tag_images(
     summary.precision = encoder.precision
     check_engine(engine, store=store is not None, rerank=reranker is not None,
                  head=type(classifier) is not ZeroShotClassifier,
-                 reject=bool(reject) or min_similarity is not None)  # fmt: skip
+                 reject=bool(reject) or min_similarity is not None or multi_label)  # fmt: skip
+    if multi_label and (reranker is not None or reject or threshold is not None):
+        raise ConfigError("multi-label tagging decides each label on its own: no re-ranker, reject or threshold")
     start = time.perf_counter()
     if engine == "ray":
         batches = _ray_batches(images, classifier, top_k, threshold, ray, shards, shard_rows)
@@ -195,8 +203,9 @@ def tag_images(
         videos = videos if videos is not None else VideoTracker()
         images = videos.sources(images)
         lookup = store.vector_of if store is not None else None
-        cut = {"threshold": threshold, "reject": reject, "min_similarity": min_similarity}
-        batches = _local_batches(images, classifier, top_k, cut, batch_size, workers, lookup, store)
+        cut = {"threshold": threshold, "reject": reject, "min_similarity": min_similarity, "multi_label": multi_label}
+        count = check_views(views) if multi_label else 1
+        batches = _local_batches(images, classifier, top_k, cut, batch_size, workers, lookup, store, count)
     for batch in batches:
         summary.encoded += sum(1 for item, _ in batch if item.encoded)
         summary.from_store += sum(1 for item, _ in batch if not item.encoded and item.vector is not None)
@@ -337,10 +346,13 @@ Batch = list[tuple[Embedded, "Prediction | None"]]
 
 def _local_batches(images: Iterable[str | os.PathLike[str]], classifier: ZeroShotClassifier, top_k: int,
                    cut: dict[str, Any], batch_size: int, workers: int | None, lookup: Any,
-                   store: EmbeddingStore | None) -> Iterator[Batch]:  # fmt: skip
-    for batch in embed(images, classifier.encoder, lookup=lookup, batch_size=batch_size, workers=workers):
-        if store is not None:
+                   store: EmbeddingStore | None, views: int = 1) -> Iterator[Batch]:  # fmt: skip
+    for batch in embed(images, classifier.encoder, lookup=lookup, batch_size=batch_size, workers=workers,
+                       views=views):  # fmt: skip
+        if store is not None and views == 1:
             store.keep(batch)
+        elif store is not None:  # a store holds whole images: each item's first view
+            store.keep([replace(item, vector=item.vector[0]) if item.vector is not None else item for item in batch])
         predicted = predict_embedded(classifier, batch, top_k=top_k, **cut)
         yield [(item, p if item.vector is not None else None) for item, p in zip(batch, predicted)]
 

@@ -12,7 +12,6 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +21,8 @@ from .errors import AdapterError, ClipzeroWarning, ConfigError, ImageError, Labe
 from .images import ImageSource
 from .labelcache import LabelCache, default_label_cache, memory_label_cache
 from .languages import choose_templates, warn_if_english_only
+from .multilabel import check_views
+from .predictions import LabelScore, Prediction
 from .prompts import TemplateSet, load_templates, normalize_label
 from .rejection import Rejection, RejectionRule, check_reject, reference_rule
 
@@ -45,52 +46,6 @@ __all__ = [
 def clear_label_cache() -> None:
     """Forget the label embeddings cached in this process."""
     memory_label_cache().clear()
-
-
-@dataclass(frozen=True)
-class LabelScore:
-    """One label's result for one image.
-
-    Attributes:
-        label: the label exactly as given.
-        score: probability (softmax over the label set; sigmoid per label for SigLIP-family models).
-        similarity: raw cosine similarity between the image and the label's class embedding, in [-1, 1].
-    """
-
-    label: str
-    score: float
-    similarity: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The result for one image.
-
-    Attributes:
-        image: the image as given (its path, or a description for bytes and PIL images).
-        label: the top label, or None: "none of these" (below the probability threshold, or rejected as fitting
-            none of the labels) or on error.
-        predictions: the top-k labels, best first.
-        error: why the image could not be classified, or None.
-        rejection: with ``reject`` or ``min_similarity``: the rejection score and cut, and the nearest label.
-    """
-
-    image: str
-    label: str | None
-    predictions: list[LabelScore] = field(default_factory=list)
-    error: str | None = None
-    rejection: Rejection | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The stable JSON form: ``{"image", "label", "predictions": [{"label", "score", "similarity"}]}``, or
-        ``{"image", "error"}`` for an image that could not be read."""
-        if self.error is not None:
-            return {"image": self.image, "error": self.error}
-        predictions = [asdict(p) for p in self.predictions]
-        row: dict[str, Any] = {"image": self.image, "label": self.label, "predictions": predictions}
-        if self.rejection is not None:
-            row["rejection"] = self.rejection.to_dict()
-        return row
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:
@@ -335,6 +290,26 @@ class ZeroShotClassifier:
             results.append(Prediction(image=name, label=chosen, predictions=top, rejection=rejection))
         return results
 
+    def predict_multi(self, embeddings: np.ndarray, names: Sequence[str], *, top_k: int = 5,
+                      min_similarity: float | None = None) -> list[Prediction]:  # fmt: skip
+        """Multi-label predictions (every label that applies, see :mod:`clipzero.multilabel`) for images embedded
+        as views, (n, views, dim), or as single vectors, (n, dim)."""
+        from .multilabel import predict_views
+
+        views = 1 if np.ndim(embeddings) == 2 else int(np.shape(embeddings)[1])
+        rule = self.multi_label_rule(views)
+        return predict_views(self, embeddings, names, rule, top_k=top_k, min_similarity=min_similarity)
+
+    def multi_label_rule(self, views: int) -> Any:
+        """The multi-label decision rule of this model and template set at ``views`` views (the reference task's,
+        computed once and kept on disk; see :mod:`clipzero.multilabel`)."""
+        from .multilabel import reference_rule
+
+        if self.templates is None:
+            raise ConfigError("multi-label tagging works with zero-shot labels, not with a trained head")
+        return reference_rule(self.encoder, self.templates.content_hash, self._reference_weights, views,
+                              self.templates.language_or_guess)  # fmt: skip
+
     def classify(
         self,
         images: Sequence[ImageSource],
@@ -346,6 +321,8 @@ class ZeroShotClassifier:
         store: EmbeddingStore | None = None,
         reject: str | None = None,
         min_similarity: float | None = None,
+        multi_label: bool = False,
+        views: int | None = None,
     ) -> list[Prediction]:
         """Classify images given as paths, bytes or PIL images.
 
@@ -358,6 +335,8 @@ class ZeroShotClassifier:
                 ``error`` says why, while the other images are classified.
             store: an EmbeddingStore of the same model: images it holds (unchanged files) are not encoded again.
             reject, min_similarity: "none of these" for images that fit no label (see :meth:`predict_embeddings`).
+            multi_label: every label that applies (``tags``), scored on ``views`` views of each image (default
+                :data:`clipzero.multilabel.DEFAULT_VIEWS`); ``min_similarity`` is then a raw cut on the best view.
 
         Returns:
             One Prediction per image, in input order.
@@ -370,24 +349,30 @@ class ZeroShotClassifier:
             raise StoreError(f"store {store.path} holds embeddings of {store.model_id!r}, not {self.encoder.id!r}")
         results: list[Prediction] = []
         lookup = store.vector_of if store is not None else None
-        for batch in embed(images, self.encoder, lookup=lookup, batch_size=batch_size):
+        count = (check_views(views) if multi_label else 1)
+        for batch in embed(images, self.encoder, lookup=lookup, batch_size=batch_size, views=count):
             bad = next((item for item in batch if item.vector is None), None)
             if on_error == "raise" and bad is not None:
                 raise ImageError(bad.name, bad.error or "could not be read")
             results.extend(predict_embedded(self, batch, top_k=top_k, threshold=threshold, reject=reject,
-                                            min_similarity=min_similarity))  # fmt: skip
+                                            min_similarity=min_similarity, multi_label=multi_label))  # fmt: skip
         return results
 
 
 def predict_embedded(
     classifier: Any, items: Sequence[Embedded], *, top_k: int = 5, threshold: float | None = None,
-    reject: str | None = None, min_similarity: float | None = None,
+    reject: str | None = None, min_similarity: float | None = None, multi_label: bool = False,
 ) -> list[Prediction]:  # fmt: skip
     """One Prediction per pipeline item, in order: the classifier's for those with a vector, the reason for the
-    others (``error`` set). ``classifier`` is anything with ``predict_embeddings`` (zero-shot or a trained head)."""
+    others (``error`` set). ``classifier`` is anything with ``predict_embeddings`` (zero-shot or a trained head);
+    ``multi_label`` asks its ``predict_multi`` (items embedded as views)."""
     good = [item for item in items if item.vector is not None]
     found: Iterator[Prediction] = iter(())
-    if good:
+    if good and multi_label:
+        vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, views, dim) or (n, dim)
+        found = iter(classifier.predict_multi(vectors, [i.name for i in good], top_k=top_k,
+                                              min_similarity=min_similarity))  # fmt: skip
+    elif good:
         vectors = np.stack([item.vector for item in good])  # type: ignore[misc]  # (n, dim)
         found = iter(classifier.predict_embeddings(vectors, [i.name for i in good], top_k=top_k, threshold=threshold,
                                                    reject=reject, min_similarity=min_similarity))  # fmt: skip

@@ -28,6 +28,7 @@ def add_parsers(commands: Any) -> None:
     options.add_templates_option(classify)
     classify.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
     options.add_reject_options(classify)
+    options.add_multilabel_options(classify)
     classify.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     classify.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
     classify.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary line")
@@ -48,6 +49,7 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
 
     options.at_least(args, 1, "top_k", "batch_size")
     options.check_reject(args)
+    options.check_multilabel(args)
     options.image_files(args.images)
     labels = options.labels(args)
     templates = resolve_templates(args.templates)
@@ -73,7 +75,8 @@ def cmd_classify(args: argparse.Namespace, out: TextIO) -> int:
             chunk = args.images[start : start + args.batch_size]
             results += classifier.classify(
                 chunk, top_k=top_k, threshold=args.threshold, batch_size=args.batch_size, on_error="report",
-                store=store, reject=args.reject, min_similarity=args.min_similarity,
+                store=store, reject=args.reject, min_similarity=args.min_similarity, multi_label=args.multi_label,
+                views=args.views,
             )  # fmt: skip
             bar.update(len(chunk))
     if store is not None:
@@ -98,7 +101,8 @@ def _on_server(args: argparse.Namespace, server: str, labels: list[str] | None, 
     from ..remote import ServerUnavailable, classify_on_server, server_info
 
     local_only = [flag for flag, value in (("--store", args.store), ("--head", args.head), ("--rerank", args.rerank),
-                  ("--calibration", args.calibration), ("--adapter", args.adapter)) if value]  # fmt: skip
+                  ("--calibration", args.calibration), ("--adapter", args.adapter),
+                  ("--multi-label", args.multi_label)) if value]  # fmt: skip
     if templates.per_label and templates.name not in list_template_sets():
         local_only.append("--templates with per-label prompts")
     if local_only or not labels:
@@ -162,6 +166,10 @@ def print_table(results: Sequence[Any], out: TextIO) -> None:
     for r, top in zip(results, tops):
         if r.error:
             out.write(f"{_pad(r.image, width)}  ERROR  {r.error}\n")
+            continue
+        if r.tags is not None:  # multi-label: every label that applies, with its score
+            found = ", ".join(f"{t.label} {t.score:.2f}" for t in r.tags) or "(none of these)"
+            out.write(f"{_pad(r.image, width)}  {found}\n")
             continue
         others = ", ".join(f"{p.label} {p.score:.3f}" for p in r.predictions)
         fit = f"fit {r.rejection.score:+.2f}  " if r.rejection is not None else ""

@@ -127,6 +127,35 @@ def add_reject_options(parser: argparse.ArgumentParser) -> None:
     add_calibration_option(group)
 
 
+def add_multilabel_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("every label that applies")
+    group.add_argument("--multi-label", action="store_true", help="every label that applies to each image (maybe "
+                       "none), each with its score and the region that scored it, decided per label by the model's "
+                       "calibrated cut (--min-similarity: a raw cut instead)")  # fmt: skip
+    group.add_argument("--views", type=int, metavar="N", help="with --multi-label, views of each image: 1 (the whole "
+                       "image), 5 (and its quarters) or 10 (and a 3x3 grid of half-size crops; default); each view "
+                       "costs about one image's encoding")  # fmt: skip
+
+
+def check_multilabel(args: argparse.Namespace) -> None:
+    """--multi-label and --views are valid with the other flags (no model needed)."""
+    if getattr(args, "views", None) is not None and not args.multi_label:
+        raise ConfigError("--views goes with --multi-label")
+    if not getattr(args, "multi_label", False):
+        return
+    from ..multilabel import check_views
+
+    check_views(args.views)
+    clash = [flag for flag, value in (("--reject", args.reject), ("--threshold", args.threshold),
+             ("--rerank", getattr(args, "rerank", False)), ("--head", getattr(args, "head", None)),
+             ("--calibration", args.calibration)) if value]  # fmt: skip
+    if clash:
+        raise ConfigError(f"--multi-label decides each label on its own: leave out {', '.join(clash)} "
+                          "(--min-similarity sets a raw cut on the best view)")  # fmt: skip
+    if getattr(args, "engine", "local") == "ray":
+        raise ConfigError("--multi-label runs on the local engine (leave out --engine ray)")
+
+
 def add_calibration_option(parser: Any) -> None:
     parser.add_argument("--calibration", type=Path, metavar="FILE", help="a calibration file (clipzero calibrate): "
                         "its temperature scales the probabilities, its rejection cut serves --reject auto")  # fmt: skip

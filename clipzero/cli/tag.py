@@ -30,6 +30,7 @@ def add_parsers(commands: Any) -> None:
     options.add_templates_option(tag)
     tag.add_argument("--top-k", "-k", type=int, default=5, metavar="K", help="labels per image (default 5)")
     options.add_reject_options(tag)
+    options.add_multilabel_options(tag)
     options.add_store_option(tag, "reuse embeddings of known images from this store, and add new ones to it")
     tag.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
     tag.add_argument("--workers", type=int, metavar="N", help="decode threads (default: one per core, at least 2)")
@@ -48,6 +49,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
 
     options.at_least(args, 1, "top_k", "batch_size", "workers", "shard_rows", "ray_actors")
     options.check_reject(args)
+    options.check_multilabel(args)
     options.check_every(args)
     labels = options.labels(args)
     templates = resolve_templates(args.templates)
@@ -61,7 +63,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     paths = options.input_images(args)  # a wrong path fails here, before the model loads
     reranker = options.reranker(args, templates)
     choice = options.check_model(args, args.store)
-    writer = ResultWriter(args.out, fmt)
+    writer = ResultWriter(args.out, fmt, multi_label=args.multi_label)
     summary = TagSummary()
     store = None
     try:
@@ -92,7 +94,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
                 writer, paths, classifier, batch_size=args.batch_size, summary=summary, on_progress=advance,
                 top_k=args.top_k, threshold=args.threshold, reject=args.reject, min_similarity=args.min_similarity,
                 workers=args.workers, store=store, reranker=reranker, every=args.every, scenes=args.scenes,
-                engine=args.engine, ray=ray, shards=shards, shard_rows=args.shard_rows,
+                engine=args.engine, ray=ray, shards=shards, shard_rows=args.shard_rows, multi_label=args.multi_label,
+                views=args.views,
             )  # fmt: skip
     finally:
         writer.close(completed=False)  # a no-op after tag_into closed it; here when the model failed to load

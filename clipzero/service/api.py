@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -36,6 +36,7 @@ from .core import (
 from .duplicates import DedupJSON, add_dedup_route
 from .embeddings import EmbeddingsJSON, openai_embeddings
 from .guard import ClientPathRefused
+from .schemas import ClassifyJSON, ClassifyResponse, EmbedJSON, SearchJSON, json_request, multipart_schema
 
 __all__ = ["create_api"]
 
@@ -56,122 +57,6 @@ _STATUS = [
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
-
-
-class ClassifyJSON(BaseModel):
-    """Classify base64 images (plain or data URLs) against labels."""
-
-    model_config = ConfigDict(extra="forbid")
-    images: list[str] = Field(min_length=1, description="base64-encoded image files (or data: URLs)")
-    labels: list[str] | str = Field(
-        default=[],
-        description="labels as a list, or one string separated by commas or newlines; none: the server's --head",
-    )
-    names: list[str] | None = Field(default=None, description="a name per image, used in results and errors")
-    templates: str | list[str] | None = Field(
-        default=None,
-        description="a built-in template set name, or a list of templates each with a {label} slot (never a file); "
-        "default: the server's --templates",
-    )
-    top_k: int = Field(default=5, ge=1, le=100)
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="no label below this top probability")
-    reject: Literal["auto"] | None = Field(default=None, description="auto: no label ('none of these') for an image "
-                                           "that fits none of the labels (the model's calibrated similarity cut)")
-    min_similarity: float | None = Field(default=None, ge=-1.0, le=1.0, description="no label when the best "
-                                         "label's cosine similarity is below this")
-    rerank: bool = Field(default=False, description="re-rank with the server's LLM, when it has one")
-
-
-class EmbedJSON(BaseModel):
-    """Texts or base64 images to embed (one of the two)."""
-
-    model_config = ConfigDict(extra="forbid")
-    texts: list[str] | None = None
-    images: list[str] | None = None
-
-
-class SearchJSON(BaseModel):
-    """A text or a base64 image to search the server's store with."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: str | None = None
-    image: str | None = None
-    top_k: int = Field(default=10, ge=1, le=1000)
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("text must not be blank")
-        return value
-
-
-class Prediction(BaseModel):
-    label: str
-    score: float
-    similarity: float
-
-
-class RerankInfo(BaseModel):
-    used: bool
-    fallback: str | None = None
-    reasoning: str | None = None
-    cached: bool = False
-
-
-class RejectionInfo(BaseModel):
-    """Why an image kept or lost its label under ``reject`` or ``min_similarity``."""
-
-    score: float = Field(description="rejection score: (similarity - threshold) / spread; negative: none of these")
-    similarity: float = Field(description="the best label's cosine similarity")
-    threshold: float = Field(description="the similarity cut used")
-    rejected: bool
-    nearest: str = Field(description="the best label, kept or not")
-    nearest_score: float = Field(description="its probability among the labels")
-    source: str = Field(description="reference (the model's calibrated cut), calibration or min-similarity")
-
-
-class ClassifyResult(BaseModel):
-    """One image's result: ``label`` and ``predictions``, or only ``error`` for an image that could not be read."""
-
-    image: str
-    label: str | None = None
-    predictions: list[Prediction] = []
-    clip_label: str | None = Field(default=None, description="CLIP's own top label, when re-ranked")
-    rerank: RerankInfo | None = None
-    rejection: RejectionInfo | None = None
-    error: str | None = None
-
-
-class ClassifyResponse(BaseModel):
-    model: str
-    results: list[ClassifyResult]
-
-
-def _multipart_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["images"],
-        "properties": {
-            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            "labels": {"type": "string", "description": "labels separated by commas or newlines"},
-            "templates": {"type": "string", "description": "a built-in set name, or templates (one per line)"},
-            "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
-            "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-            "reject": {"type": "string", "enum": ["auto"]},
-            "min_similarity": {"type": "number", "minimum": -1, "maximum": 1},
-        },
-    }
-
-
-def _json_request(model: type[BaseModel], multipart: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The OpenAPI request body of an endpoint that reads its body itself (so that it can enforce size limits)."""
-    content: dict[str, Any] = {
-        "application/json": {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}
-    }
-    if multipart is not None:
-        content["multipart/form-data"] = {"schema": multipart}
-    return {"requestBody": {"required": True, "content": content}}
 
 
 def create_api(service: Service) -> FastAPI:
@@ -273,7 +158,7 @@ def create_api(service: Service) -> FastAPI:
         tags=["classify"],
         response_model=ClassifyResponse,
         response_model_exclude_unset=True,
-        openapi_extra=_json_request(ClassifyJSON, multipart=_multipart_schema()),
+        openapi_extra=json_request(ClassifyJSON, multipart=multipart_schema()),
     )
     async def classify(request: Request) -> Any:
         """Label images: multipart (image files plus ``labels``) or JSON (base64 images)."""
@@ -296,6 +181,8 @@ def create_api(service: Service) -> FastAPI:
                 raise RequestError(f"reject must be auto or left out, got {reject[:40]!r}")
             labels = split_labels(fields.get("labels") or "")
             templates, rerank = fields.get("templates") or None, fields.get("rerank") in ("1", "true", "on")
+            multi_label = fields.get("multi_label") in ("1", "true", "on")
+            views = _views(fields.get("views"))
         else:
             body = await json_body(request, ClassifyJSON)
             names = body.names or [f"image-{i}" for i in range(len(body.images))]
@@ -306,16 +193,17 @@ def create_api(service: Service) -> FastAPI:
                 split_labels(body.labels), body.templates, body.top_k, body.threshold, body.rerank,
             )  # fmt: skip
             reject, min_similarity = body.reject, body.min_similarity
+            multi_label, views = body.multi_label, body.views
         results = await bounded(
             service.classify, images, labels, templates=templates, top_k=top_k, threshold=threshold, rerank=rerank,
-            reject=reject, min_similarity=min_similarity,
+            reject=reject, min_similarity=min_similarity, multi_label=multi_label, views=views,
         )  # fmt: skip
         return {"model": service.encoder.id, "results": results}
 
     @app.post(
         "/v1/embed",
         tags=["embed"],
-        openapi_extra=_json_request(EmbedJSON),
+        openapi_extra=json_request(EmbedJSON),
     )
     async def embed(request: Request) -> dict[str, Any]:
         """L2-normalised embeddings of texts or base64 images (float32, as lists)."""
@@ -329,7 +217,7 @@ def create_api(service: Service) -> FastAPI:
             vectors = await bounded(service.embed_images, images)
         return {"model": service.encoder.id, "dim": int(vectors.shape[1]), "vectors": vectors.round(6).tolist()}
 
-    @app.post("/v1/embeddings", tags=["embed"], openapi_extra=_json_request(EmbeddingsJSON))
+    @app.post("/v1/embeddings", tags=["embed"], openapi_extra=json_request(EmbeddingsJSON))
     async def embeddings(request: Request) -> dict[str, Any]:
         """OpenAI-compatible embeddings: texts, and images as ``data:image/...;base64,`` URLs, in one space."""
         body = await json_body(request, EmbeddingsJSON)
@@ -338,7 +226,7 @@ def create_api(service: Service) -> FastAPI:
     @app.post(
         "/v1/search",
         tags=["search"],
-        openapi_extra=_json_request(SearchJSON),
+        openapi_extra=json_request(SearchJSON),
     )
     async def search(request: Request) -> dict[str, Any]:
         """The store's nearest images to a text or an image."""
@@ -349,7 +237,7 @@ def create_api(service: Service) -> FastAPI:
         hits = await bounded(service.search, text=body.text, image=image, top_k=body.top_k)
         return {"model": service.encoder.id, "results": hits}
 
-    add_dedup_route(app, service, bounded, json_body, _json_request(DedupJSON))
+    add_dedup_route(app, service, bounded, json_body, json_request(DedupJSON))
 
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
                    include_in_schema=False)  # fmt: skip
@@ -420,6 +308,14 @@ async def _read_multipart(request: Request, settings: Any) -> tuple[list[tuple[s
         else:
             fields[key] = value
     return images, fields
+
+
+def _views(text: str | None) -> int | None:
+    if text in (None, ""):
+        return None
+    if text not in ("1", "5", "10"):
+        raise RequestError(f"views must be 1, 5 or 10, got {str(text)[:20]!r}")
+    return int(text)
 
 
 def _describe_validation(errors: Any) -> str:

@@ -187,24 +187,33 @@ class Service:
         except FutureTimeout as exc:
             raise DeadlineExceeded("the label set was still being encoded at this server's time limit") from exc
 
-    def preprocess(self, data: bytes, name: str, pixels: int | None = None, deadline: float | None = None) -> Any:
+    def decoder_for(self, views: int = 1) -> Any:
+        """The pipeline's decoder for this model, at one view or several (each decoded once, then cropped)."""
+        from ..pipeline import Decoder
+
+        return self.decoder if views == 1 else Decoder.for_encoder(self.encoder, self.decoder.max_pixels, views)
+
+    def preprocess(self, data: bytes, name: str, pixels: int | None = None, deadline: float | None = None,
+                   views: int = 1) -> Any:  # fmt: skip
         """Decode and preprocess one uploaded image through the pipeline; ImageError names it and the reason.
 
         Args:
             pixels: its price (:meth:`price`); a large image is decoded in the lane, waiting at most until
                 ``deadline``.
+            views: 1, or the views of the image (a (views, 3, H, W) tensor comes back).
 
         Raises:
             ImageError: unreadable. ServerBusy: a large image and the lane's queue is full. DeadlineExceeded.
         """
         from ..pipeline import prepare
 
+        decoder = self.decoder_for(views)
         if pixels is None:
-            pixels = decoded_pixels(data, self.decoder.draft)
+            pixels = decoded_pixels(data, decoder.draft)
         if pixels > LANE_PIXELS:
-            item = self.lane.run(lambda: prepare(data, self.decoder), deadline)
+            item = self.lane.run(lambda: prepare(data, decoder), deadline)
         else:
-            item = prepare(data, self.decoder)
+            item = prepare(data, decoder)
         if item.error is not None:
             raise ImageError(name, item.error)
         return item.pixels
@@ -222,14 +231,16 @@ class Service:
 
         return self.lane.run(make, deadline) if decoded_pixels(data, (side, side)) > LANE_PIXELS else make()
 
-    def price(self, images: list[tuple[str, bytes]]) -> list[int]:
-        """Each image's decoded pixels, read from headers; the request is refused when they add up to more than
-        its budget (``max_request_pixels``; images over ``max_pixels`` are refused one by one and not counted).
+    def price(self, images: list[tuple[str, bytes]], views: int = 1) -> list[int]:
+        """Each image's decoded pixels, read from headers (at the draft size its views need); the request is refused
+        when they add up to more than its budget (``max_request_pixels``; images over ``max_pixels`` are refused
+        one by one and not counted).
 
         Raises:
             PayloadTooLarge: over the budget, before anything is decoded.
         """
-        costs = [decoded_pixels(data, self.decoder.draft) for _, data in images]
+        draft = self.decoder_for(views).draft
+        costs = [decoded_pixels(data, draft) for _, data in images]
         limit = self.decoder.max_pixels
         total = sum(c for c in costs if limit is None or c <= limit)
         budget = self.pixel_budget
@@ -255,18 +266,19 @@ class Service:
 
     # -- operations ----------------------------------------------------------------------------------------------
     def embed_partial(
-        self, images: list[tuple[str, bytes]], deadline: float | None = None
+        self, images: list[tuple[str, bytes]], deadline: float | None = None, views: int = 1
     ) -> tuple[np.ndarray, dict[int, str]]:
-        """Embeddings of the readable images, in order, and the reason for each unreadable one (by position)."""
+        """Embeddings of the readable images, in order, and the reason for each unreadable one (by position); with
+        ``views``, (n, views, dim)."""
         self.check_images(images)
-        costs = self.price(images)  # the whole request is priced (repeats included) before anything is decoded
+        costs = self.price(images, views)  # the whole request is priced (repeats included) before anything is decoded
         self.batcher.expect(len(images))  # so that requests decoding now are waited for
         pixels, errors = [], {}
         try:
             for index, (name, data) in enumerate(images):
                 check_deadline(deadline)  # a request its client stopped waiting for stops here
                 try:
-                    pixels.append(self.preprocess(data, name, costs[index], deadline))
+                    pixels.append(self.preprocess(data, name, costs[index], deadline, views))
                 except ImageError as exc:
                     errors[index] = exc.reason
                     self.batcher.expect(-1)
@@ -307,12 +319,15 @@ class Service:
         deadline: float | None = None,
         reject: str | None = None,
         min_similarity: float | None = None,
+        multi_label: bool = False,
+        views: int | None = None,
     ) -> list[dict[str, Any]]:
         """One result per image, in order: its predictions, or ``{"image", "error"}`` for an unreadable one.
 
         Raises:
             ImageError: no image could be read (the message names each and why).
         """
+        from ..multilabel import check_views
         from ..rejection import check_reject
 
         self.check_images(images)
@@ -320,10 +335,14 @@ class Service:
         if rerank and (reject or min_similarity is not None):
             raise RequestError("rerank does not combine with reject or min_similarity: choose one way to say 'none of "
                              "these'")  # fmt: skip
+        if multi_label and (rerank or reject or threshold is not None):
+            raise RequestError("multi_label decides each label on its own: leave out rerank, reject and threshold "
+                               "(min_similarity sets a raw cut on the best view)")  # fmt: skip
+        count = check_views(views) if multi_label else 1
         classifier = self.classifier(labels, templates, deadline)
         predictions = self.predict_partial(
             classifier, images, top_k=max(top_k, 5 if rerank else 1), threshold=threshold, deadline=deadline,
-            reject=reject, min_similarity=min_similarity,
+            reject=reject, min_similarity=min_similarity, views=count if multi_label else None,
         )  # fmt: skip
         readable = [p for p in predictions if p.error is None]
         if not readable:
@@ -341,14 +360,19 @@ class Service:
         deadline: float | None = None,
         reject: str | None = None,
         min_similarity: float | None = None,
+        views: int | None = None,
     ) -> list[Any]:
-        """One :class:`~clipzero.zeroshot.Prediction` per image, in order; an unreadable image's has ``error``."""
+        """One :class:`~clipzero.zeroshot.Prediction` per image, in order; an unreadable image's has ``error``.
+        With ``views``, multi-label predictions from that many views of each image."""
         from ..zeroshot import Prediction
 
-        vectors, errors = self.embed_partial(images, deadline)
+        vectors, errors = self.embed_partial(images, deadline, views or 1)
         names = [name for i, (name, _) in enumerate(images) if i not in errors]
-        found = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold, reject=reject,
-                                                   min_similarity=min_similarity))  # fmt: skip
+        if views is not None:
+            found = iter(classifier.predict_multi(vectors, names, top_k=top_k, min_similarity=min_similarity))
+        else:
+            found = iter(classifier.predict_embeddings(vectors, names, top_k=top_k, threshold=threshold,
+                                                       reject=reject, min_similarity=min_similarity))  # fmt: skip
         return [
             Prediction(image=name, label=None, error=errors[i]) if i in errors else next(found)
             for i, (name, _) in enumerate(images)

@@ -17,6 +17,7 @@ from ..factory import split_labels
 from ..images import thumbnail
 from .core import Service
 from .fairness import batches_within
+from .ui_classify import classify_view, tile, top_bars
 from .ui_dedup import dedup_tab
 from .uitext import LANGUAGES, inert, language_of, say
 
@@ -107,7 +108,7 @@ def build_ui(service: Service) -> Any:
     root = service.upload_root or Path(tempfile.gettempdir()) / "gradio"
 
     def classify(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool,
-                 reject: bool = False) -> Any:  # fmt: skip
+                 reject: bool = False, multi_label: bool = False) -> Any:  # fmt: skip
         paths = _upload_paths(files)
         if not paths:
             raise gr.Error("Upload an image or pick an example first.")
@@ -118,52 +119,21 @@ def build_ui(service: Service) -> Any:
                 split_labels(labels_text),
                 templates=template,
                 top_k=int(top_k),
-                threshold=threshold or None,
-                rerank=rerank,
+                threshold=(threshold or None) if not multi_label else None,
+                rerank=rerank and not multi_label,
                 deadline=deadline_after(settings.request_timeout_s),
-                reject="auto" if reject else None,
+                reject="auto" if reject and not multi_label else None,
+                multi_label=multi_label,
             )
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
-        lang = languages.get(template, "en")
-        readable = [r for r in results if "error" not in r]
-        bars = _bars(readable[0]) if readable else {}
-        table = [
-            [r["image"], say("unreadable", lang), r["error"]]
-            if "error" in r
-            else [r["image"], r.get("label") or f"({say('none', lang)})",
-                  ", ".join(f"{p['label']} {p['score']:.2f}" for p in r["predictions"][:3])]
-            for r in results
-        ]  # fmt: skip
-        gallery = []
-        for (name, data), r in zip(images, results):
-            if "error" in r:
-                continue
-            top = r["predictions"][0]
-            caption = (f"{r['label']} {top['score']:.2f}" if r.get("label") else
-                       say("none_caption", lang, label=top["label"]))  # fmt: skip
-            gallery.append((_picture(service, data, 256), f"{Path(name).name}: {caption}"))
-        notes = [f"**{inert(r['image'])}** {say('unreadable_note', lang)}: {inert(r['error'])}"
-                 for r in results if "error" in r]  # fmt: skip
-        for r in readable:
-            cut = r.get("rejection")
-            if cut and cut["rejected"]:
-                notes.append(f"**{inert(r['image'])}**: " + say("none_note", lang, score=f"{cut['score']:+.2f}",
-                             nearest=inert(cut["nearest"]), similarity=f"{cut['similarity']:.3f}",
-                             cut=f"{cut['threshold']:.3f}"))  # fmt: skip
-        for r in readable:
-            info = r.get("rerank")
-            if info:
-                used = say("llm_used", lang) if info["used"] else say("clip_kept", lang, why=inert(info["fallback"]))
-                notes.append(f"**{inert(r['image'])}**: {used}"
-                             + ("\n\n" + inert(info["reasoning"]) if info["reasoning"] else ""))  # fmt: skip
-        return bars, table, "\n\n---\n\n".join(notes), gallery, readable
+        return classify_view(service, images, results, languages.get(template, "en"))
 
     def pick(readable: Any, selected: gr.SelectData) -> Any:
         """The clicked gallery image's top-k bars."""
         index = selected.index if isinstance(selected.index, int) else -1
         try:
-            return _bars(readable[index]) if isinstance(readable, list) and 0 <= index < len(readable) else {}
+            return top_bars(readable[index]) if isinstance(readable, list) and 0 <= index < len(readable) else {}
         except (KeyError, TypeError):
             return {}
 
@@ -232,7 +202,7 @@ def build_ui(service: Service) -> Any:
                             counts[label] = counts.get(label, 0) + 1
                             if len(shown) < _GALLERY_IMAGES:
                                 caption = f"{Path(prediction.image).name}: {label}"
-                                shown.append((_picture(service, data, 160, deadline), caption, label))
+                                shown.append((tile(service, data, 160, deadline), caption, label))
             except DeadlineExceeded as exc:  # keep what was tagged; say where it stopped
                 stopped = f" Stopped early: {exc}."
             finally:
@@ -295,6 +265,8 @@ def build_ui(service: Service) -> Any:
                         top_k = w(gr.Slider(1, 20, value=5, step=1, label=say("top_k")), "top_k")
                         threshold = w(gr.Slider(0, 1, value=0, step=0.01, label=say("threshold")), "threshold")
                     reject = w(gr.Checkbox(label=say("reject"), value=False, elem_id="classify-reject"), "reject")
+                    multi = w(gr.Checkbox(label=say("multi_label"), value=False, elem_id="classify-multi"),
+                              "multi_label")  # fmt: skip
                     rerank = w(gr.Checkbox(label=say("rerank"), value=False, visible=has_llm), "rerank")
                     button = w(gr.Button(say("classify"), variant="primary", elem_id="classify-button"),
                                "classify", "value")  # fmt: skip
@@ -306,7 +278,7 @@ def build_ui(service: Service) -> Any:
                                            column_widths=["30%", "25%", "45%"]), "table")  # fmt: skip
                     reasoning = gr.Markdown(visible=True)
             readable_state = gr.JSON(visible=False)  # the results behind the gallery (gr.State stalls page loads)
-            button.click(classify, [files, labels, template, top_k, threshold, rerank, reject],
+            button.click(classify, [files, labels, template, top_k, threshold, rerank, reject, multi],
                          [bars, table, reasoning, gallery_out, readable_state], api_name="classify")  # fmt: skip
             gallery_out.select(pick, [readable_state], bars, api_visibility="private")
             all_en.click(lambda: (labels_en, "photo"), None, [labels, template], api_visibility="private")
@@ -406,21 +378,6 @@ UI_CONCURRENCY = 8
 _GALLERY_IMAGES = 120
 
 
-def _picture(service: Service, data: bytes, side: int, deadline: float | None = None) -> Any:
-    """A gallery thumbnail; a grey tile when the large-image lane is full or the deadline passed (the result
-    itself is kept)."""
-    try:
-        return service.thumbnail(data, side, deadline)
-    except ClipzeroError:
-        from PIL import Image
-
-        return Image.new("RGB", (side, side), (225, 225, 225))
-
-
 def _ensure(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def _bars(result: dict[str, Any]) -> dict[str, float]:
-    return {p["label"]: p["score"] for p in result["predictions"]}

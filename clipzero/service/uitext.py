@@ -45,6 +45,10 @@ _WORDS: dict[str, tuple[str, str]] = {
         "None of these: no label for images that fit none of the labels",
         "以上都不是：图片与所有标签都不符时不给标签",
     ),
+    "multi_label": (
+        "Every label that applies (scored on the whole image and crops of it)",
+        "所有适用的标签（在整图及其局部上评分）",
+    ),
     "rerank": ("Re-rank with the LLM", "用大语言模型重排"),
     "classify": ("Classify", "分类"),
     "gallery": ("Images (click one for its top-k)", "图片（点击一张查看前 k 个标签）"),

@@ -112,6 +112,25 @@ _REJECT = {
     "best label's similarity against this model's calibrated cut; works with any number of labels, unlike "
     "threshold. Each result then carries a rejection object (score: negative means rejected; nearest label).",
 }
+_MULTI_LABEL = {
+    "type": "boolean",
+    "description": "true: every label that applies to each image (maybe none), each decided on its own by the "
+    "model's calibrated cut, scored on the whole image and crops of it; do not combine with threshold or reject",
+}
+_VIEWS = {"type": ["integer", "null"], "enum": [1, 5, 10, None], "description": "with multi_label: views of each "
+          "image (1: whole image; 10, the default: with a 3x3 grid of half-size crops; more views find small "
+          "things, at about that many times the cost)"}  # fmt: skip
+_TAG = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string"},
+        "score": {"type": "number", "description": "confidence that the label applies, 0-1"},
+        "similarity": {"type": "number"},
+        "region": {"type": "array", "items": {"type": "number"}, "description": "the view that scored it: left, "
+                   "top, right, bottom as fractions of the image"},
+    },
+    "required": ["label", "score", "similarity", "region"],
+}
 _MIN_SIMILARITY = {
     "type": ["number", "null"],
     "minimum": -1,
@@ -133,6 +152,8 @@ def tool_specs(limits: ToolLimits | None = None) -> list[ToolSpec]:
                       "threshold) or the image could not be read"},
             "predictions": {"type": "array", "items": _LABEL_SCORE, "description": "top-k labels, best first"},
             "error": {**_NULLABLE_STRING, "description": "why the image could not be read, else null"},
+            "labels": {"type": ["array", "null"], "items": _TAG, "description": "with multi_label: every label "
+                       "that applies, best first (empty: none of these)"},
             "rejection": {"type": ["object", "null"], "description": "with reject or min_similarity: score "
                           "(negative: none of these), similarity, threshold, rejected, nearest, nearest_score"},
         },
@@ -155,10 +176,12 @@ def tool_specs(limits: ToolLimits | None = None) -> list[ToolSpec]:
             "Classify images with your labels",
             "Zero-shot image classification: for each image, which of YOUR labels fits best, with scores. Use it "
             "to tag, sort or check images against any list of words, without training. " + _SCORES + " Set reject "
-            "to 'auto' to get label null ('none of these') for images that fit none of the labels.",
+            "to 'auto' to get label null ('none of these') for images that fit none of the labels. Set multi_label "
+            "for EVERY label that applies (a photo of a dog on a beach: both), in 'labels'.",
             _obj({"images": images, "labels": _labels(limits), "templates": _templates(),
                   "top_k": _top_k(limits, 5), "threshold": _THRESHOLD, "reject": _REJECT,
-                  "min_similarity": _MIN_SIMILARITY}, ["images", "labels"]),
+                  "min_similarity": _MIN_SIMILARITY, "multi_label": _MULTI_LABEL, "views": _VIEWS},
+                 ["images", "labels"]),
             _obj({"model": {"type": "string"}, "results": {"type": "array", "items": result}}, ["model", "results"],
                  closed=False),
         ),

@@ -176,7 +176,7 @@ class Toolbox:
         if len(refs) > self.limits.max_images:
             raise LabelError(f"{len(refs)} images, over this server's limit of {self.limits.max_images} per call")
 
-    def _embedded_in_place(self, refs: Any) -> list[Any]:
+    def _embedded_in_place(self, refs: Any, views: int = 1) -> list[Any]:
         """Every image argument, in order: embedded, or with the reason it was refused or unreadable in its place
         (one bad path does not fail the others, as on ``POST /v1/classify``).
 
@@ -197,13 +197,14 @@ class Toolbox:
         if all(isinstance(c, Embedded) for c in checked):  # nothing to read at all: the call itself is wrong
             raise ImageError("no image could be used", "; ".join(f"{c.name}: {c.error}" for c in checked
                                                                  if isinstance(c, Embedded)))  # fmt: skip
-        good = iter(self._embedded([c for c in checked if not isinstance(c, Embedded)]))
+        good = iter(self._embedded([c for c in checked if not isinstance(c, Embedded)], views))
         return [c if isinstance(c, Embedded) else next(good) for c in checked]
 
-    def _embedded(self, images: list[tuple[str, bytes | Path]]) -> list[Any]:
+    def _embedded(self, images: list[tuple[str, bytes | Path]], views: int = 1) -> list[Any]:
         from ..pipeline import embed_all
 
-        items = embed_all([source for _, source in images], self.encoder, max_pixels=self.limits.max_pixels)
+        items = embed_all([source for _, source in images], self.encoder, max_pixels=self.limits.max_pixels,
+                          views=views)  # fmt: skip
         for (name, _), item in zip(images, items):
             item.name = name  # results name the image as the caller gave it (a data URL as images[i])
         return items
@@ -211,20 +212,26 @@ class Toolbox:
     # -- the tools ------------------------------------------------------------------------------------------------
     def classify_images(self, images: Any, labels: Any, templates: Any = None, top_k: Any = 5,
                         threshold: Any = None, reject: Any = None, min_similarity: Any = None,
-                        ) -> dict[str, Any]:  # fmt: skip
+                        multi_label: Any = False, views: Any = None) -> dict[str, Any]:  # fmt: skip
         """See the ``classify_images`` tool's description."""
+        from ..multilabel import check_views
         from ..zeroshot import predict_embedded
 
         chosen_labels = self._labels(labels)
         k = self._top_k(top_k)
         cut = self._cut(threshold, reject, min_similarity)
+        if multi_label and (threshold is not None or reject):
+            raise LabelError("multi_label decides each label on its own: leave out threshold and reject")
+        count = check_views(views) if multi_label else 1
         classifier = self._classifier(chosen_labels, templates)
-        predictions = predict_embedded(classifier, self._embedded_in_place(images), top_k=k, **cut)
+        predictions = predict_embedded(classifier, self._embedded_in_place(images, count), top_k=k,
+                                       multi_label=bool(multi_label), **cut)  # fmt: skip
         results = []
         for prediction in predictions:
             row = prediction.to_dict()
             results.append({"image": row["image"], "label": row.get("label"), "predictions": row.get("predictions", []),
-                            "error": row.get("error"), "rejection": row.get("rejection")})  # fmt: skip
+                            "error": row.get("error"), "rejection": row.get("rejection"),
+                            **({"labels": row.get("labels", [])} if multi_label else {})})  # fmt: skip
         return {"model": self.encoder.id, "results": results}
 
     @staticmethod
@@ -393,36 +400,15 @@ class Toolbox:
     # -- resources ------------------------------------------------------------------------------------------------
     def resources(self) -> list[dict[str, str]]:
         """What a client may read: the running model, each store, each template set (``uri``, ``name``, ...)."""
-        from ..prompts import list_template_sets
+        from .resources import list_resources
 
-        found = [{"uri": "clipzero://model", "name": "model", "description": "the model this server runs"}]
-        found += [{"uri": f"clipzero://stores/{name}", "name": f"store {name}",
-                   "description": f"embedding store {name}: size, model, index"} for name in self.stores]  # fmt: skip
-        found += [{"uri": f"clipzero://template-sets/{name}", "name": f"template set {name}",
-                   "description": f"the prompts of template set {name}"} for name in list_template_sets()]  # fmt: skip
-        return found
+        return list_resources(self.stores)
 
     def read_resource(self, uri: str) -> dict[str, Any]:
-        """The JSON content of one resource.
+        """The JSON content of one resource (LabelError: no such resource)."""
+        from .resources import read_resource
 
-        Raises:
-            LabelError: no such resource.
-        """
-        from ..prompts import list_template_sets, load_templates
-
-        if uri == "clipzero://model":
-            encoder = self.encoder
-            return {"spec": encoder.spec, "id": encoder.id, "embed_dim": encoder.embed_dim,
-                    "precision": encoder.precision, "device": str(encoder.device)}  # fmt: skip
-        kind, _, name = uri.removeprefix("clipzero://").partition("/")
-        if kind == "stores" and name in self.stores:
-            return dict(self.stores[name].info())
-        if kind == "template-sets" and name in list_template_sets():
-            found = load_templates(name)
-            return {"name": name, "language": found.language, "description": found.description,
-                    "templates": list(found.templates),
-                    "per_label": {k: list(v) for k, v in found.per_label.items()}}  # fmt: skip
-        raise LabelError(f"no resource {uri!r}")
+        return read_resource(uri, self.encoder, self.stores)
 
     def close(self) -> None:
         for store in self.stores.values():

@@ -37,10 +37,10 @@ def test_a_text_and_an_image_alone_and_in_a_batch_get_one_vector(precision: str)
     encoder = load_model("clipzero-shapes", device="cpu", precision=precision)
     alone = encoder.encode_texts([TEXT])[0]
     for position in (0, 7, 20):  # first, among shorter and longer texts, last
-        batch = OTHERS[:position] + [TEXT] + OTHERS[position:]
+        batch = [*OTHERS[:position], TEXT, *OTHERS[position:]]
         assert _spread(encoder.encode_texts(batch)[position], alone) == 0.0, position
     assert _spread(encoder.encode_texts([TEXT] * 3 + OTHERS, batch_size=4)[:3], alone) == 0.0
-    assert _spread(encoder.encode_texts(OTHERS + [TEXT], batch_size=1)[-1], alone) == 0.0
+    assert _spread(encoder.encode_texts([*OTHERS, TEXT], batch_size=1)[-1], alone) == 0.0
 
     pictures = sorted(EXAMPLES.glob("*.png"))
     pixels = encoder.preprocess_images(pictures)
@@ -71,7 +71,7 @@ def test_every_door_gives_a_text_and_an_image_the_same_vector_alone_and_in_a_bat
     doors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     alone = _v1_embed(server, texts=[TEXT])[0]
-    doors["/v1/embed texts"] = (alone, _v1_embed(server, texts=OTHERS[:10] + [TEXT] + OTHERS[10:])[10])
+    doors["/v1/embed texts"] = (alone, _v1_embed(server, texts=[*OTHERS[:10], TEXT, *OTHERS[10:]])[10])
     lone_image = _v1_embed(server, images=[encoded[2]])[0]
     doors["/v1/embed images"] = (lone_image, _v1_embed(server, images=encoded)[2])
 
@@ -81,7 +81,7 @@ def test_every_door_gives_a_text_and_an_image_the_same_vector_alone_and_in_a_bat
         reply = client.embeddings.create(model="clipzero-shapes", input=items, encoding_format="float")
         return np.asarray([item.embedding for item in reply.data], np.float32)
 
-    doors["/v1/embeddings texts"] = (sdk([TEXT])[0], sdk(OTHERS + [TEXT])[-1])
+    doors["/v1/embeddings texts"] = (sdk([TEXT])[0], sdk([*OTHERS, TEXT])[-1])
     urls = [f"data:image/png;base64,{e}" for e in encoded]
     doors["/v1/embeddings images"] = (sdk([urls[2]])[0], sdk(urls)[2])
     doors["mcp embed"] = _mcp_alone_and_batched(pictures)
@@ -104,7 +104,7 @@ def _mcp_alone_and_batched(pictures: list[Path]) -> tuple[np.ndarray, np.ndarray
         async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
             await client.initialize()
             one = await client.call_tool("embed", {"texts": [TEXT]})
-            many = await client.call_tool("embed", {"texts": OTHERS[:5] + [TEXT] + OTHERS[5:],
+            many = await client.call_tool("embed", {"texts": [*OTHERS[:5], TEXT, *OTHERS[5:]],
                                                     "images": [p.name for p in pictures]})  # fmt: skip
             assert not one.is_error and not many.is_error, (one.content, many.content)
             return (np.asarray(one.structured_content["texts"][0], np.float32),

@@ -1,0 +1,71 @@
+"""The Classify tab's results: the bars, the table, the notes and the gallery of one classification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClipzeroError
+from .core import Service
+from .uitext import inert, say
+
+__all__ = ["classify_view", "tile", "top_bars"]
+
+
+def classify_view(service: Service, images: list[tuple[str, bytes]], results: list[dict[str, Any]], lang: str
+                  ) -> tuple[Any, ...]:  # fmt: skip
+    """(bars, table rows, notes, gallery, readable results) for the results of ``service.classify``."""
+    readable = [r for r in results if "error" not in r]
+    shares = top_bars(readable[0]) if readable else {}
+    table = [
+        [r["image"], say("unreadable", lang), r["error"]]
+        if "error" in r
+        else [r["image"], _found(r, lang), ", ".join(f"{p['label']} {p['score']:.2f}" for p in r["predictions"][:3])]
+        for r in results
+    ]  # fmt: skip
+    gallery = []
+    for (name, data), r in zip(images, results):
+        if "error" in r:
+            continue
+        top = r["predictions"][0]
+        caption = (_found(r, lang) if "labels" in r else f"{r['label']} {top['score']:.2f}" if r.get("label") else
+                   say("none_caption", lang, label=top["label"]))  # fmt: skip
+        gallery.append((tile(service, data, 256), f"{Path(name).name}: {caption}"))
+    notes = [f"**{inert(r['image'])}** {say('unreadable_note', lang)}: {inert(r['error'])}"
+             for r in results if "error" in r]  # fmt: skip
+    for r in readable:
+        cut = r.get("rejection")
+        if cut and cut["rejected"]:
+            notes.append(f"**{inert(r['image'])}**: " + say("none_note", lang, score=f"{cut['score']:+.2f}",
+                         nearest=inert(cut["nearest"]), similarity=f"{cut['similarity']:.3f}",
+                         cut=f"{cut['threshold']:.3f}"))  # fmt: skip
+    for r in readable:
+        info = r.get("rerank")
+        if info:
+            used = say("llm_used", lang) if info["used"] else say("clip_kept", lang, why=inert(info["fallback"]))
+            notes.append(f"**{inert(r['image'])}**: {used}"
+                         + ("\n\n" + inert(info["reasoning"]) if info["reasoning"] else ""))  # fmt: skip
+    return shares, table, "\n\n---\n\n".join(notes), gallery, readable
+
+
+def _found(result: dict[str, Any], lang: str) -> str:
+    """The label, or with multi-label every label that applies and its score; "(none of these)" when none."""
+    if "labels" in result:
+        return ", ".join(f"{t['label']} {t['score']:.2f}" for t in result["labels"]) or f"({say('none', lang)})"
+    return str(result.get("label") or f"({say('none', lang)})")
+
+
+def tile(service: Service, data: bytes, side: int, deadline: float | None = None) -> Any:
+    """A gallery thumbnail; a grey tile when the large-image lane is full or the deadline passed (the result
+    itself is kept)."""
+    try:
+        return service.thumbnail(data, side, deadline)
+    except ClipzeroError:
+        from PIL import Image
+
+        return Image.new("RGB", (side, side), (225, 225, 225))
+
+
+
+def top_bars(result: dict[str, Any]) -> dict[str, float]:
+    return {p["label"]: p["score"] for p in result["predictions"]}
