@@ -33,27 +33,14 @@ def _scenes(count: int, seed: int, combos: list[tuple[str, str]], allowed: list[
     return out
 
 
-def _average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
-    order = np.argsort(-scores, kind="stable")
-    hits = truth[order]
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / hits.sum())
-
-
-def _figures(scores: np.ndarray, chosen: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    tp = (chosen & truth).sum()
-    f1 = 2 * tp / (2 * tp + (chosen & ~truth).sum() + (~chosen & truth).sum())
-    aps = [_average_precision(scores[:, j], truth[:, j]) for j in range(truth.shape[1]) if truth[:, j].any()]
-    return {"mAP": float(np.mean(aps)), "micro_f1": float(f1), "exact": float((chosen == truth).all(axis=1).mean())}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from clipzero import load_model
-    from clipzero.multilabel import fit_rule, label_scores
+    from clipzero.finetune.multilabel_eval import MultiLabelSet, measure
+    from clipzero.multilabel import fit_rule
     from clipzero.pipeline import embed_all
     from clipzero.synthetic.world import HELD_OUT, all_combinations, combination_label
     from clipzero.zeroshot import ZeroShotClassifier
@@ -83,10 +70,10 @@ def main() -> None:
         fitted = fit_rule(similarities["fit split"], truth["fit split"], float(encoder.logit_scale), views)
         for cut_name, used in (("default", rule), ("fitted", fitted)):
             for name in ("seen", "held-out"):
-                scores = label_scores(similarities[name], used)[0]
-                figures = _figures(scores, scores >= used.cut, truth[name])
+                paths = [str(i) for i in range(len(sets[name]))]
+                figures = measure(similarities[name], MultiLabelSet(paths, labels, truth[name]), used)
                 rows.append({"views": views, "cut": cut_name, "scenes": name, "images_per_s": round(speed, 1),
-                             **{k: round(v, 3) for k, v in figures.items()}})  # fmt: skip
+                             "mAP": figures["map"], "micro_f1": figures["micro_f1"], "exact": figures["exact_set"]})
     if args.json:
         print(json.dumps(rows, indent=1))
         return

@@ -8,7 +8,8 @@ means right about 80% of the time. Given images that fit none of the labels too 
 (:mod:`clipzero.rejection`).
 
 A calibration file is JSON: the model it was fitted for (a classifier of another model refuses it), the
-temperature, the rejection rule (or null), and what it was fitted on.
+temperature, the rejection rule (or null), the multi-label rule (``calibrate --multi-label``; or null), and what it
+was fitted on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AdapterError
+from .multilabel import MultiLabelRule
 from .rejection import RejectionRule, rule_from_scores
 
 __all__ = ["Calibration", "auroc", "fit_and_measure", "fit_temperature", "rejection_figures"]
@@ -39,12 +41,15 @@ class Calibration:
         temperature: logits are divided by it before the softmax (1: unchanged).
         rule: the fitted rejection rule, or None (``reject="auto"`` then keeps the reference rule).
         fitted_on: what it was fitted on (dataset, images, classes, template set) and the figures measured.
+        multi_label: the multi-label rule fitted by ``calibrate --multi-label`` (its views, cuts and each label's
+            own cut), or None (multi-label tagging then keeps the reference rule).
     """
 
     model_id: str
     temperature: float = 1.0
     rule: RejectionRule | None = None
     fitted_on: dict[str, Any] = field(default_factory=dict)
+    multi_label: MultiLabelRule | None = None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the file atomically; returns its path."""
@@ -71,7 +76,9 @@ class Calibration:
             raise AdapterError(f"{path} is not a clipzero calibration file (make one with `clipzero calibrate`)")
         try:
             rule = RejectionRule(**data["rule"]) if data.get("rule") else None
-            found = cls(str(data["model_id"]), float(data["temperature"]), rule, dict(data.get("fitted_on") or {}))
+            multi = MultiLabelRule(**data["multi_label"]) if data.get("multi_label") else None
+            found = cls(str(data["model_id"]), float(data["temperature"]), rule, dict(data.get("fitted_on") or {}),
+                        multi)  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise AdapterError(f"calibration file {path} is damaged: {exc}") from exc
         if not math.isfinite(found.temperature) or found.temperature <= 0:

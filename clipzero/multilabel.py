@@ -36,6 +36,7 @@ from .rulecache import remembered
 __all__ = [
     "DEFAULT_VIEWS",
     "MultiLabelRule",
+    "best_cut",
     "check_views",
     "fit_rule",
     "label_scores",
@@ -70,6 +71,7 @@ class MultiLabelRule:
         separable: False when no cut told present from absent labels there (micro-F1 under 0.5: a model that does
             not know the task, or random weights); the cut then keeps as many labels as the data held, rather than
             every label or none.
+        label_cuts: cuts of their own for some labels (fitted on a user's labelled images), else None.
     """
 
     similarity: float
@@ -79,9 +81,15 @@ class MultiLabelRule:
     source: str = "reference"
     f1: float = 0.0
     separable: bool = True
+    label_cuts: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def cuts(self, labels: Sequence[str]) -> np.ndarray:
+        """The decision cut of each label: its own (fitted by ``calibrate --multi-label``) or the common one."""
+        own = self.label_cuts or {}
+        return np.array([own.get(label, self.cut) for label in labels], np.float64)
 
 
 def check_views(views: int | None) -> int:
@@ -121,7 +129,7 @@ def label_scores(similarities: np.ndarray, rule: MultiLabelRule, sigmoid: tuple[
     return per_view.max(axis=1), per_view.argmax(axis=1)
 
 
-def _best_cut(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+def best_cut(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """(micro-F1, cut): the cut on ``scores`` with the best micro-F1 against ``truth`` (the middle of the gap)."""
     flat, wanted = scores.ravel(), truth.ravel().astype(bool)
     order = np.argsort(-flat, kind="stable")
@@ -151,11 +159,11 @@ def fit_rule(similarities: np.ndarray, truth: np.ndarray, logit_scale: float, vi
     truth = np.asarray(truth, bool)
     if not truth.any() or truth.all():
         raise ConfigError("fitting multi-label cuts needs labels that apply and labels that do not")
-    _, similarity = _best_cut(np.asarray(similarities).max(axis=1), truth)
+    _, similarity = best_cut(np.asarray(similarities).max(axis=1), truth)
     fitted = []
     for fraction in _TEMPERATURES:
         rule = MultiLabelRule(similarity, fraction * logit_scale, 0.5, views, source)
-        f1, cut = _best_cut(label_scores(similarities, rule)[0], truth)
+        f1, cut = best_cut(label_scores(similarities, rule)[0], truth)
         fitted.append((f1, -fraction, cut, rule))
     f1, _, cut, rule = max(fitted, key=lambda f: f[:2])
     if f1 < 0.5:  # nothing separates: keep the share of labels that applied (never all, never none)
@@ -185,7 +193,7 @@ def predict_views(classifier: Any, vectors: np.ndarray, names: Sequence[str], ru
     scores, where = label_scores(similarities, rule, sigmoid)
     best = similarities.max(axis=1)
     boxes = view_boxes(vectors.shape[1])
-    cut = 0.5 if sigmoid is not None and rule.source == "reference" else rule.cut
+    cut = 0.5 if sigmoid is not None and rule.source == "reference" else rule.cuts(classifier.labels)
     chosen = best >= min_similarity if min_similarity is not None else scores >= cut
     results = []
     for row, name in enumerate(names):

@@ -40,6 +40,7 @@ __all__ = [
 
 FORMATS = ("jsonl", "csv", "parquet")
 _CSV_FIELDS = ["image", "sha256", "label", "score", "predictions"]
+_LONG_FIELDS = ["image", "sha256", "label", "score", "similarity", "region"]
 #: A text cell starting with one of these would be run by a spreadsheet (or is our own escape).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
@@ -209,12 +210,15 @@ class ResultWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], fmt: str | None = None, *, follow_links: bool = True,
-                 multi_label: bool = False) -> None:  # fmt: skip
+                 multi_label: bool = False, long: bool = False) -> None:  # fmt: skip
         self.path = Path(path)
         self.format = format_for(self.path, fmt)
         self.follow_links = follow_links
         self.multi_label = multi_label
-        self.fields = [*_CSV_FIELDS, "labels"] if multi_label else _CSV_FIELDS
+        self.long = long  # multi-label CSV, one row per image and label that applies
+        if long and (self.format != "csv" or not multi_label):
+            raise ConfigError("the long layout (one row per image and label) is for multi-label CSV output")
+        self.fields = _LONG_FIELDS if long else [*_CSV_FIELDS, "labels"] if multi_label else _CSV_FIELDS
         self.rows_path = (
             self.path.with_name(self.path.name + ".partial.jsonl") if self.format == "parquet" else self.path
         )
@@ -289,7 +293,13 @@ class ResultWriter:
                 flat[extra] = row[extra]
         if self.multi_label and "labels" not in flat:
             flat["labels"] = []
-        if self._csv is not None:
+        if self._csv is not None and self.long:  # an image that got no label keeps one row, its label empty
+            for tag in flat["labels"] or [{"label": None, "score": None, "similarity": None, "region": None}]:
+                region = " ".join(map(str, tag["region"])) if tag["region"] else None
+                self._csv.writerow({"image": csv_cell(flat["image"]), "sha256": flat["sha256"],
+                                    "label": csv_cell(tag["label"]), "score": tag["score"],
+                                    "similarity": tag["similarity"], "region": region})  # fmt: skip
+        elif self._csv is not None:
             cells = {key: csv_cell(value) for key, value in flat.items() if key != "labels"}
             if self.multi_label:
                 cells["labels"] = csv_cell(join_labels([t["label"] for t in flat["labels"]]))
@@ -370,6 +380,8 @@ def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> list[d
     if not path.exists():
         raise FileNotFoundError(path)
     rows = list(csv.DictReader(io.StringIO(_read_text(path), newline="")))
+    if rows and "region" in rows[0]:
+        return _read_long(rows)
     for row in rows:
         row["predictions"] = json.loads(row["predictions"])
         row["image"] = from_csv_cell(row["image"])
@@ -378,3 +390,18 @@ def read_results(path: str | os.PathLike[str], fmt: str | None = None) -> list[d
         if "labels" in row:  # multi-label CSV: the names (their scores are in predictions)
             row["labels"] = [{"label": label} for label in split_labels(from_csv_cell(row["labels"]))]
     return rows
+
+
+def _read_long(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Rows of the long multi-label CSV, one per image again, with its ``labels``."""
+    images: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        image = from_csv_cell(row["image"])
+        found = images.setdefault(image, {"image": image, "sha256": row["sha256"], "labels": []})
+        if row["label"]:
+            found["labels"].append({"label": from_csv_cell(row["label"]), "score": float(row["score"]),
+                                    "similarity": float(row["similarity"]),
+                                    "region": [float(x) for x in row["region"].split()]})  # fmt: skip
+    for found in images.values():
+        found["label"] = found["labels"][0]["label"] if found["labels"] else None
+    return list(images.values())

@@ -168,13 +168,13 @@ def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[Any], Embedded], items:
         yield pending.popleft().result()
 
 
-def _stack_encoder(encoder: Encoder) -> EncodeFn:
+def _stack_encoder(encoder: Encoder, views: int = 1) -> EncodeFn:
     def encode(pixels: list[Any]) -> np.ndarray:
         import torch
 
         batch = torch.stack(pixels)
-        if batch.dim() == 5:  # (n, views, 3, H, W): every view of the batch in one pass -> (n, views, dim)
-            return encoder.encode_pixels(batch.flatten(0, 1)).reshape(batch.shape[0], batch.shape[1], -1)
+        if views > 1:  # (n, views, ...): every view of the batch in one pass -> (n, views, dim)
+            return encoder.encode_pixels(batch.flatten(0, 1)).reshape(batch.shape[0], views, -1)
         return encoder.encode_pixels(batch)  # (n, 3, H, W) -> (n, dim)
 
     return encode
@@ -240,7 +240,7 @@ def embed(
         ...     print([(item.name, item.error or item.vector.shape) for item in batch])
     """
     decoder = Decoder.for_encoder(encoder, max_pixels, views)
-    encode = encode or _stack_encoder(encoder)
+    encode = encode or _stack_encoder(encoder, views)
     lookup = lookup if views == 1 else None
     memo = _Memo()
 

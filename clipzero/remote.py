@@ -79,6 +79,8 @@ def classify_on_server(
     key: str | None = None,
     info: dict[str, Any] | None = None,
     timeout: float = 600.0,
+    multi_label: bool = False,
+    views: int | None = None,
 ) -> list[Any]:
     """Classify image files on a running server: one Prediction per image, in order, as the in-process path gives.
 
@@ -90,8 +92,8 @@ def classify_on_server(
         LabelError, ConfigError: the server refused the request (bad labels, the key).
     """
     from .images import read_image_file
+    from .predictions import LabelScore, Prediction, Tag
     from .rejection import Rejection
-    from .zeroshot import LabelScore, Prediction
 
     info = info or server_info(base, key)
     limits = info["limits"]
@@ -115,6 +117,8 @@ def classify_on_server(
         body = {"images": [base64.b64encode(data).decode("ascii") for _, _, data in batch],
                 "names": [name for _, name, _ in batch], "labels": list(labels), "templates": templates,
                 "top_k": top_k, "threshold": threshold, "reject": reject, "min_similarity": min_similarity}  # fmt: skip
+        if multi_label:  # only when asked: a server of an older version refuses fields it does not know
+            body.update(multi_label=True, views=views)
         try:
             answer = _request(base.rstrip("/") + "/v1/classify", body, key, timeout)
         except LabelError as exc:
@@ -125,6 +129,8 @@ def classify_on_server(
             scores = [LabelScore(p["label"], p["score"], p["similarity"]) for p in row.get("predictions") or []]
             cut = row.get("rejection")
             rejection = Rejection(**cut) if cut else None
+            tags = [Tag(t["label"], t["score"], t["similarity"], tuple(t["region"])) for t in row["labels"]] if (
+                row.get("labels") is not None) else None  # fmt: skip
             results[index] = Prediction(image=row["image"], label=row.get("label"), predictions=scores,
-                                        error=row.get("error"), rejection=rejection)  # fmt: skip
+                                        error=row.get("error"), rejection=rejection, tags=tags)  # fmt: skip
     return [results[i] for i in range(len(images))]

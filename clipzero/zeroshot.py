@@ -301,12 +301,16 @@ class ZeroShotClassifier:
         return predict_views(self, embeddings, names, rule, top_k=top_k, min_similarity=min_similarity)
 
     def multi_label_rule(self, views: int) -> Any:
-        """The multi-label decision rule of this model and template set at ``views`` views (the reference task's,
-        computed once and kept on disk; see :mod:`clipzero.multilabel`)."""
+        """The multi-label decision rule of this model and template set at ``views`` views: a calibration's
+        (``calibrate --multi-label``, fitted at those views), else the reference task's, computed once and kept on
+        disk (see :mod:`clipzero.multilabel`)."""
         from .multilabel import reference_rule
 
         if self.templates is None:
             raise ConfigError("multi-label tagging works with zero-shot labels, not with a trained head")
+        fitted = self.calibration.multi_label if self.calibration is not None else None
+        if fitted is not None and fitted.views == views:
+            return fitted
         return reference_rule(self.encoder, self.templates.content_hash, self._reference_weights, views,
                               self.templates.language_or_guess)  # fmt: skip
 

@@ -101,8 +101,7 @@ def _on_server(args: argparse.Namespace, server: str, labels: list[str] | None, 
     from ..remote import ServerUnavailable, classify_on_server, server_info
 
     local_only = [flag for flag, value in (("--store", args.store), ("--head", args.head), ("--rerank", args.rerank),
-                  ("--calibration", args.calibration), ("--adapter", args.adapter),
-                  ("--multi-label", args.multi_label)) if value]  # fmt: skip
+                  ("--calibration", args.calibration), ("--adapter", args.adapter)) if value]  # fmt: skip
     if templates.per_label and templates.name not in list_template_sets():
         local_only.append("--templates with per-label prompts")
     if local_only or not labels:
@@ -120,7 +119,7 @@ def _on_server(args: argparse.Namespace, server: str, labels: list[str] | None, 
         sent = templates.name if templates.name in list_template_sets() else list(templates.templates)
         results = classify_on_server(server, args.images, labels, templates=sent, top_k=args.top_k,
                                      threshold=args.threshold, reject=args.reject, min_similarity=args.min_similarity,
-                                     key=key, info=info)  # fmt: skip
+                                     key=key, info=info, multi_label=args.multi_label, views=args.views)  # fmt: skip
     except ServerUnavailable as exc:
         options.warn(f"{exc}; classifying here")
         return None

@@ -27,6 +27,48 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
+def _multilabel_options(parser: argparse.ArgumentParser, text: str) -> None:
+    group = parser.add_argument_group("multi-label sets")
+    group.add_argument("--multi-label", action="store_true", help=text + "; DATA is then a CSV (path,labels: labels "
+                       "joined by ';') or a folder of label folders, where one picture may sit in several")  # fmt: skip
+    group.add_argument("--views", type=int, metavar="N", help="with --multi-label: views of each image (1, 5 or 10; "
+                       "default 10)")  # fmt: skip
+
+
+def _multilabel(args: argparse.Namespace, out: TextIO, fit: bool) -> int:
+    """``eval --multi-label`` and ``calibrate --multi-label``."""
+    from ..calibration import Calibration
+    from ..factory import open_calibration, open_classifier, open_encoder, resolve_labels, resolve_templates
+    from ..finetune.multilabel_eval import calibrate_multilabel, evaluate_multilabel, load_multilabel
+    from ..multilabel import check_views
+
+    views = check_views(args.views)
+    labels = resolve_labels(args.labels, args.labels_file) if (args.labels or args.labels_file) else None
+    templates = resolve_templates(args.templates)
+    calibration = None if fit else open_calibration(getattr(args, "calibration", None))
+    data = load_multilabel(args.data, labels)
+    encoder = open_encoder(options.check_model(args))
+    classifier = open_classifier(encoder, data.labels, templates=templates, calibration=calibration)
+    if fit:
+        rule, report = calibrate_multilabel(classifier, data, views, seed=args.seed, say=_say(args))
+        Calibration(encoder.id, multi_label=rule, fitted_on={"dataset": str(args.data), **report}).save(args.out)
+        figures = {"calibrated": report["calibrated"], "reference": report["reference"]}
+    else:
+        report = evaluate_multilabel(classifier, data, views, say=_say(args))
+        figures = {report["rule"]: report}
+    if args.json:
+        json.dump(report, out, indent=1, ensure_ascii=False)
+        out.write("\n")
+        return 0
+    for name, found in figures.items():
+        out.write(f"{name} cuts, {found['images']} images, {found['labels']} labels, {views} views: mAP "
+                  f"{found['map']}, micro-F1 {found['micro_f1']}, macro-F1 {found['macro_f1']}, exact set "
+                  f"{found['exact_set']}\n")  # fmt: skip
+    if fit:
+        out.write(f"wrote {args.out}; use it with --multi-label --calibration {args.out}\n")
+    return 0
+
+
 def _lora_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("LoRA")
     group.add_argument("--rank", type=int, default=8, help="adapter rank (default 8)")
@@ -62,6 +104,9 @@ def add_parsers(commands: Any) -> None:
                           "zero-shot's rejection figures (AUROC, kept, rejected) are reported")  # fmt: skip
     _lora_options(evaluate)
     options.add_rerank_options(evaluate, flag=False)
+    _multilabel_options(evaluate, "measure multi-label tagging: mAP, micro- and macro-F1, exact-set accuracy and a "
+                        "per-label table")  # fmt: skip
+    options.add_calibration_option(evaluate)
 
     calibrate = commands.add_parser(
         "calibrate",
@@ -79,6 +124,8 @@ def add_parsers(commands: Any) -> None:
     calibrate.add_argument("--out-of-set", type=Path, metavar="DIR", help="images that fit none of the classes: "
                            "half fit the rejection cut, half measure it")  # fmt: skip
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    _multilabel_options(calibrate, "fit the multi-label cuts (a common one, and one per label with enough images) "
+                        "on half of the set and measure them on the other half")  # fmt: skip
 
     finetune = commands.add_parser("finetune", help="train a linear probe, a cache adapter or LoRA adapters")
     kinds = finetune.add_subparsers(dest="finetune_command", metavar="METHOD", required=True)
@@ -161,6 +208,9 @@ def _out_of_set(args: argparse.Namespace) -> list[str]:
 def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
     from ..finetune.calibrate import calibrate
 
+    if args.multi_label:
+        return _multilabel(args, out, fit=True)
+
     options.at_least(args, 1, "shots")
     outside = _out_of_set(args)
     data, encoder, labels, store, templates = _setup(args)
@@ -193,6 +243,9 @@ def _print_rejection(report: dict[str, Any], out: TextIO) -> None:
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     from ..finetune.run import evaluate_methods, format_comparison
+
+    if args.multi_label:
+        return _multilabel(args, out, fit=False)
 
     reranker = _eval_reranker(args)
     outside = _out_of_set(args)

@@ -147,8 +147,8 @@ def check_multilabel(args: argparse.Namespace) -> None:
 
     check_views(args.views)
     clash = [flag for flag, value in (("--reject", args.reject), ("--threshold", args.threshold),
-             ("--rerank", getattr(args, "rerank", False)), ("--head", getattr(args, "head", None)),
-             ("--calibration", args.calibration)) if value]  # fmt: skip
+             ("--rerank", getattr(args, "rerank", False)), ("--head", getattr(args, "head", None)))
+             if value]  # fmt: skip
     if clash:
         raise ConfigError(f"--multi-label decides each label on its own: leave out {', '.join(clash)} "
                           "(--min-similarity sets a raw cut on the best view)")  # fmt: skip

@@ -24,6 +24,8 @@ def add_parsers(commands: Any) -> None:
     options.add_labels_options(tag)
     tag.add_argument("--out", "-o", required=True, type=Path, metavar="FILE", help="result file")
     tag.add_argument("--format", choices=["jsonl", "csv", "parquet"], help="default: from the --out ending")
+    tag.add_argument("--long", action="store_true", help="with --multi-label and CSV: one row per image and label "
+                     "that applies (image, sha256, label, score, similarity, region)")  # fmt: skip
     options.add_model_options(tag)
     options.add_head_option(tag)
     options.add_rerank_options(tag)
@@ -42,6 +44,7 @@ def add_parsers(commands: Any) -> None:
 
 
 def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
+    from ..errors import ConfigError
     from ..extras import require
     from ..factory import open_classifier, open_encoder, resolve_templates
     from ..outputs import ResultWriter, format_for
@@ -54,6 +57,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     labels = options.labels(args)
     templates = resolve_templates(args.templates)
     fmt = format_for(args.out, args.format)
+    if args.long and (fmt != "csv" or not args.multi_label):
+        raise ConfigError("--long is for --multi-label with a CSV --out")
     if fmt == "parquet":
         require("parquet", f"--out {args.out} (Parquet)")
     check_engine(args.engine, store=args.store is not None, rerank=args.rerank, head=bool(args.head),
@@ -63,7 +68,7 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
     paths = options.input_images(args)  # a wrong path fails here, before the model loads
     reranker = options.reranker(args, templates)
     choice = options.check_model(args, args.store)
-    writer = ResultWriter(args.out, fmt, multi_label=args.multi_label)
+    writer = ResultWriter(args.out, fmt, multi_label=args.multi_label, long=args.long)
     summary = TagSummary()
     store = None
     try:

@@ -95,9 +95,8 @@ class MicroBatcher:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
-            try:  # an image given as views, (views, 3, H, W), is encoded in the same pass and gets (views, dim)
-                rows = [pixels if pixels.dim() == 4 else pixels[None] for pixels, _ in batch]
-                vectors = self.encoder.encode_pixels(torch.cat(rows))
+            try:
+                vectors = self.encoder.encode_pixels(torch.stack([pixels for pixels, _ in batch]))
             except Exception as exc:  # resolve every waiter, never kill the thread
                 self.expect(-len(batch))
                 for _, future in batch:
@@ -106,11 +105,8 @@ class MicroBatcher:
             self.stats.batches += 1
             self.stats.images += len(batch)
             self.expect(-len(batch))
-            offset = 0
-            for (pixels, future), row in zip(batch, rows):
-                found = vectors[offset : offset + row.shape[0]]
-                future.set_result(found if pixels.dim() == 4 else found[0])
-                offset += row.shape[0]
+            for (_, future), vector in zip(batch, vectors):
+                future.set_result(vector)
 
     def close(self) -> None:
         self._queue.put(None)

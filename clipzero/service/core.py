@@ -189,9 +189,8 @@ class Service:
 
     def decoder_for(self, views: int = 1) -> Any:
         """The pipeline's decoder for this model, at one view or several (each decoded once, then cropped)."""
-        from ..pipeline import Decoder
-
-        return self.decoder if views == 1 else Decoder.for_encoder(self.encoder, self.decoder.max_pixels, views)
+        return self.decoder if views == 1 else type(self.decoder).for_encoder(self.encoder, self.decoder.max_pixels,
+                                                                               views)  # fmt: skip
 
     def preprocess(self, data: bytes, name: str, pixels: int | None = None, deadline: float | None = None,
                    views: int = 1) -> Any:  # fmt: skip
@@ -232,9 +231,8 @@ class Service:
         return self.lane.run(make, deadline) if decoded_pixels(data, (side, side)) > LANE_PIXELS else make()
 
     def price(self, images: list[tuple[str, bytes]], views: int = 1) -> list[int]:
-        """Each image's decoded pixels, read from headers (at the draft size its views need); the request is refused
-        when they add up to more than its budget (``max_request_pixels``; images over ``max_pixels`` are refused
-        one by one and not counted).
+        """Each image's decoded pixels, read from headers (at its views' draft size); over the request's budget
+        (``max_request_pixels``; images over ``max_pixels`` are refused one by one, not counted) it is refused.
 
         Raises:
             PayloadTooLarge: over the budget, before anything is decoded.
@@ -269,26 +267,28 @@ class Service:
         self, images: list[tuple[str, bytes]], deadline: float | None = None, views: int = 1
     ) -> tuple[np.ndarray, dict[int, str]]:
         """Embeddings of the readable images, in order, and the reason for each unreadable one (by position); with
-        ``views``, (n, views, dim)."""
+        ``views``, (n, views, dim): each view goes to the micro-batcher as an image of its own."""
         self.check_images(images)
         costs = self.price(images, views)  # the whole request is priced (repeats included) before anything is decoded
-        self.batcher.expect(len(images))  # so that requests decoding now are waited for
+        self.batcher.expect(len(images) * views)  # so that requests decoding now are waited for
         pixels, errors = [], {}
         try:
             for index, (name, data) in enumerate(images):
                 check_deadline(deadline)  # a request its client stopped waiting for stops here
                 try:
-                    pixels.append(self.preprocess(data, name, costs[index], deadline, views))
+                    found = self.preprocess(data, name, costs[index], deadline, views)
+                    pixels += list(found) if views > 1 else [found]
                 except ImageError as exc:
                     errors[index] = exc.reason
-                    self.batcher.expect(-1)
+                    self.batcher.expect(-views)
         except BaseException:
-            self.batcher.expect(-(len(images) - len(errors)))  # none of this request's images will come
+            self.batcher.expect(-(len(images) - len(errors)) * views)  # none of this request's images will come
             raise
         try:
-            return self.batcher.encode(pixels, timeout=_remaining(deadline)), errors
+            vectors = self.batcher.encode(pixels, timeout=_remaining(deadline))
         except FutureTimeout as exc:
             raise DeadlineExceeded("images were still being encoded at this server's time limit") from exc
+        return (vectors.reshape(-1, views, vectors.shape[-1]) if views > 1 else vectors), errors
 
     def embed_images(self, images: list[tuple[str, bytes]], deadline: float | None = None) -> np.ndarray:
         """Embeddings of every image; ImageError names the first unreadable one."""

@@ -112,6 +112,10 @@ def test_every_door_gives_the_same_label_sets(world: tuple, shapes: object, serv
               "clipzero-shapes", "--precision", "fp32", "--templates", "photo", "--multi-label", "--json")  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     doors["cli"] = [sorted(t["label"] for t in row["labels"]) for row in json.loads(cli.stdout)]
+    remote = run("classify", *map(str, files), "--labels-file", str(tmp_path / "labels.txt"), "--templates", "photo",
+                 "--multi-label", "--json", "--server", server)  # fmt: skip
+    assert remote.returncode == 0 and "classifying here" not in remote.stderr, remote.stderr
+    doors["cli --server"] = [sorted(t["label"] for t in row["labels"]) for row in json.loads(remote.stdout)]
     body = {"images": [base64.b64encode(f.read_bytes()).decode() for f in files], "labels": labels,
             "templates": "photo", "multi_label": True, "top_k": 3}  # fmt: skip
     reply = httpx.post(f"{server}/v1/classify", json=body, timeout=120)
@@ -177,3 +181,37 @@ def test_tag_writes_every_label_and_resumes_in_jsonl_and_csv(world: tuple, tmp_p
                      "clipzero-shapes", "--out", str(out))  # fmt: skip
         if ending == "csv":  # a CSV written with labels is not resumed without them
             assert single.returncode == 2 and "--multi-label" in single.stderr
+
+
+def test_calibrate_multi_label_raises_f1_on_held_out_images_of_a_shifted_look(tmp_path: Path) -> None:
+    """Blurred, noisy scenes: the reference cut does not transfer; cuts fitted on half the set do, measured on the
+    other half. The calibration file then serves eval and classify."""
+    from clipzero.outputs import join_labels
+    from clipzero.synthetic.world import Style, all_combinations, combination_label, render, sample_scene
+
+    combos = all_combinations()
+    rng, shifted = random.Random(5), Style(blur=1.2, noise=25)
+    lines = ["path,labels"]
+    for i in range(80):
+        scene = sample_scene(rng, size=96, n_objects=rng.choice((2, 3)), allowed=combos, style=shifted)
+        render(scene).save(tmp_path / f"{i}.png")
+        found = sorted({combination_label(o.colour, o.shape) for o in scene.objects})
+        lines.append(f"{i}.png,{join_labels(found)}")
+    (tmp_path / "set.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "labels.txt").write_text("\n".join(combination_label(c, s) for c, s in combos))
+    common = ["--labels-file", str(tmp_path / "labels.txt"), "--model", "clipzero-shapes", "--multi-label", "--json"]
+    fitted = run("calibrate", str(tmp_path / "set.csv"), *common, "--out", str(tmp_path / "cal.json"))
+    assert fitted.returncode == 0, fitted.stderr
+    report = json.loads(fitted.stdout)
+    assert report["fit_images"] == report["test_images"] == 40
+    assert report["calibrated"]["micro_f1"] > report["reference"]["micro_f1"] + 0.1, report
+    assert len(report["calibrated"]["per_label"]) == 64 and report["calibrated"]["map"] is not None
+    measured = run("eval", str(tmp_path / "set.csv"), *common, "--calibration", str(tmp_path / "cal.json"))
+    assert measured.returncode == 0, measured.stderr
+    figures = json.loads(measured.stdout)
+    assert figures["rule"] == "calibration" and figures["images"] == 80 and 0 <= figures["exact_set"] <= 1
+    used = run("classify", str(tmp_path / "0.png"), "--labels-file", str(tmp_path / "labels.txt"), "--model",
+               "clipzero-shapes", "--multi-label", "--calibration", str(tmp_path / "cal.json"), "--json")  # fmt: skip
+    assert used.returncode == 0 and "labels" in json.loads(used.stdout)[0], used.stderr
+    bad = run("calibrate", str(tmp_path / "labels.txt"), *common, "--out", str(tmp_path / "x.json"))
+    assert bad.returncode == 2 and "multi-label set is a CSV" in bad.stderr

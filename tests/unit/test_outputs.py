@@ -119,3 +119,34 @@ def test_scores_are_written_with_the_digits_float32_has(tmp_path: Path, ending: 
     assert not re.search(r"\d\.\d{7,}", text), text
     back = read_results(out)[0]
     assert abs(back["score"] - score) < 1e-6 and back["predictions"][1]["score"] == 0.25
+
+
+def test_the_long_multi_label_csv_has_a_row_per_image_and_label_and_resumes(tmp_path: Path) -> None:
+    import csv
+
+    from clipzero.errors import ConfigError
+
+    out = tmp_path / "long.csv"
+    tagged = _row(0)
+    tagged["labels"] = [{"label": "=red; circle", "score": 0.9, "similarity": 0.7, "region": [0.0, 0.0, 0.5, 0.5]},
+                        {"label": "blue", "score": 0.6, "similarity": 0.6, "region": [0.0, 0.0, 1.0, 1.0]}]  # fmt: skip
+    nothing = _row(1)
+    nothing["labels"] = []
+    writer = ResultWriter(out, multi_label=True, long=True)
+    writer.write(tagged)
+    writer.write(nothing)
+    writer.close()
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["image"], r["label"]) for r in rows] == [("pics/0.png", "'=red; circle"), ("pics/0.png", "blue"),
+                                                        ("pics/1.png", "")]  # fmt: skip
+    back = read_results(out)
+    assert [r["label"] for r in back] == ["=red; circle", None]
+    assert back[0]["labels"][0]["region"] == [0.0, 0.0, 0.5, 0.5] and back[1]["labels"] == []
+    again = ResultWriter(out, multi_label=True, long=True)
+    assert again.done == {"pics/0.png", "pics/1.png"}
+    again.close()
+    with pytest.raises(ConfigError, match="cannot resume"):
+        ResultWriter(out, multi_label=True)  # the other layout's columns
+    with pytest.raises(ConfigError, match="long layout"):
+        ResultWriter(tmp_path / "x.jsonl", multi_label=True, long=True)

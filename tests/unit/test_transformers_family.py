@@ -124,3 +124,17 @@ def test_info_and_a_store_work_with_it(folders: dict[str, Path], tmp_path: Path)
                             "--store", str(store), "-k", "1", "--json"], capture_output=True, text=True, timeout=300,
                            env=env)  # fmt: skip
     assert json.loads(found.stdout)[0]["path"].endswith("red-circle.png")
+
+
+@pytest.mark.parametrize("family", ["siglip", "siglip2"])
+def test_multi_label_with_siglip_decides_by_its_own_sigmoid(folders: dict[str, Path], family: str) -> None:
+    encoder = load_model(str(folders[family]), device="cpu", precision="fp32")
+    classifier = ZeroShotClassifier(encoder, LABELS, templates=["{label}"])
+    images = [str(p) for p in sorted(EXAMPLES.glob("*.png"))[:3]]
+    results = classifier.classify(images, multi_label=True, views=5, top_k=len(LABELS))
+    alone = classifier.classify(images, top_k=len(LABELS))  # the model's own per-label sigmoid on the whole image
+    for multi, single in zip(results, alone):
+        scores = {p.label: p.score for p in multi.predictions}
+        assert {t.label for t in multi.tags or []} == {label for label, s in scores.items() if s >= 0.5}
+        for p in single.predictions:  # the best of 5 views is at least the whole image's sigmoid
+            assert scores[p.label] >= p.score - 1e-6
