@@ -234,6 +234,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--arch", default="ViT-B-32")
     parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument("--only", metavar="V,V", help="run only these variants (plain, transformers, default, fp32, "
+                        "bf16, int8, shapes, python, cli); the plain loop always runs, as the baseline")  # fmt: skip
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--paths-file", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -260,6 +262,9 @@ def main() -> None:
     except ImportError:
         print("(b) skipped: transformers is not installed (pip install transformers)")
     variants += ["default", "fp32", "bf16", "int8", "shapes", "python", "cli"]
+    if args.only:
+        wanted = set(args.only.split(","))
+        variants = [v for v in variants if v == "plain" or v in wanted]
     ceilings = json.loads(
         subprocess.run(
             [sys.executable, __file__, "--variant", "ceiling", "--paths-file", "-"],

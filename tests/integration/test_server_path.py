@@ -39,7 +39,8 @@ def test_the_server_path_prints_byte_identical_json_and_the_same_exit_code(serve
                                                                            tmp_path: Path) -> None:  # fmt: skip
     url, home = server
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
-    images = [*map(str, sorted(EXAMPLES.glob("*.png"))), str(tmp_path / "missing.png"), str(tmp_path / "broken.png")]
+    (tmp_path / "empty.png").write_bytes(b"")
+    images = [*map(str, sorted(EXAMPLES.glob("*.png"))), str(tmp_path / "empty.png"), str(tmp_path / "broken.png")]
     request = [*images, "--labels", "red circle", "blue star", "green cross", "--model", "clipzero-shapes",
                "--reject", "auto", "--top-k", "2", "--json"]  # fmt: skip
     here = classify(home, *request)
@@ -49,7 +50,9 @@ def test_the_server_path_prints_byte_identical_json_and_the_same_exit_code(serve
     assert f"on {url}" in there.stderr and "warning" not in there.stderr
     table_here = classify(home, *request[:-1], "--quiet")
     table_there = classify(home, *request[:-1], "--quiet", "--server", url)
-    assert table_there.stdout == table_here.stdout and "missing.png" in table_here.stdout
+    assert table_there.stdout == table_here.stdout and "empty.png" in table_here.stdout
+    missing = [str(tmp_path / "missing.png"), *request[1:]]  # a path that does not exist is a wrong request
+    assert classify(home, *missing).returncode == classify(home, *missing, server=url).returncode == 2
 
 
 @pytest.mark.slow

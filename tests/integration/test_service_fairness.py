@@ -79,7 +79,7 @@ def _ui(url: str, name: str, data: list[Any]) -> tuple[float, str]:
 
 
 def _ui_classify(url: str, paths: list[str], labels: str = LABELS, reject: bool = False) -> tuple[float, str]:
-    return _ui(url, "classify", [[_fd(p) for p in paths], labels, "photo", 3, 0, False, reject])
+    return _ui(url, "classify", [[_fd(p) for p in paths], labels, "photo", 3, 0, False, reject, False])
 
 
 def _api_classify(url: str, data: bytes, name: str = "p.png") -> httpx.Response:
