@@ -15,22 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
-from typing import Any
 
 import numpy as np
-
-
-def _scenes(count: int, seed: int, combos: list[tuple[str, str]], allowed: list[tuple[str, str]]) -> list[Any]:
-    from clipzero.synthetic.world import render, sample_scene
-
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        scene = sample_scene(rng, size=rng.choice((64, 96)), n_objects=rng.choice((2, 3)), allowed=allowed)
-        out.append((render(scene), {combos.index((o.colour, o.shape)) for o in scene.objects}))
-    return out
 
 
 def main() -> None:
@@ -40,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     from clipzero import load_model
     from clipzero.finetune.multilabel_eval import MultiLabelSet, measure
-    from clipzero.multilabel import fit_rule
+    from clipzero.multilabel import fit_rule, reference_scenes
     from clipzero.pipeline import embed_all
     from clipzero.synthetic.world import HELD_OUT, all_combinations, combination_label
     from clipzero.zeroshot import ZeroShotClassifier
@@ -50,8 +37,9 @@ def main() -> None:
     labels = [combination_label(c, s) for c, s in combos]
     classifier = ZeroShotClassifier(encoder, labels)
     seen = [c for c in combos if c not in HELD_OUT]
-    sets = {"seen": _scenes(args.scenes, 1, combos, seen), "held-out": _scenes(args.scenes // 3, 2, combos,
-            sorted(HELD_OUT)), "fit split": _scenes(150, 4, combos, seen)}  # fmt: skip
+    sets = {"seen": reference_scenes(args.scenes, 1, allowed=seen),
+            "held-out": reference_scenes(args.scenes // 3, 2, allowed=sorted(HELD_OUT)),
+            "fit split": reference_scenes(150, 4, allowed=seen)}
     rows = []
     for views in (1, 5, 10):
         rule = classifier.multi_label_rule(views)

@@ -225,16 +225,20 @@ def reference_rule(encoder: Any, templates_hash: str, class_embeddings: Callable
                       lambda: _compute(encoder, class_embeddings, views, language))
 
 
-def reference_scenes(count: int, seed: int, n_objects: tuple[int, ...] = (2, 3)) -> list[tuple[Any, set[int]]]:
+def reference_scenes(count: int, seed: int, n_objects: tuple[int, ...] = (2, 3), *,
+                     allowed: list[tuple[str, str]] | None = None, style: Any = None,
+                     sizes: tuple[int, ...] = (64, 96)) -> list[tuple[Any, set[int]]]:  # fmt: skip
     """(image, indices of the combinations present) for ``count`` shapes-world scenes of several objects; the
-    indices are into :func:`clipzero.synthetic.world.all_combinations`."""
+    indices are into :func:`clipzero.synthetic.world.all_combinations`. ``allowed``: the combinations objects may
+    take (default all); ``style``: a :class:`~clipzero.synthetic.world.Style`; ``sizes``: image sides to pick from."""
     from .synthetic.world import all_combinations, render, sample_scene
 
     combos = all_combinations()
     rng = random.Random(seed)
     scenes = []
     for _ in range(count):
-        scene = sample_scene(rng, size=rng.choice((64, 96)), n_objects=rng.choice(n_objects), allowed=combos)
+        scene = sample_scene(rng, size=rng.choice(sizes), n_objects=rng.choice(n_objects),
+                             allowed=allowed or combos, style=style)  # fmt: skip
         scenes.append((render(scene), {combos.index((o.colour, o.shape)) for o in scene.objects}))
     return scenes
 

@@ -251,10 +251,7 @@ def input_images(args: argparse.Namespace) -> list[str]:
     from ..formats import VIDEO_SUFFIXES
     from ..images import IMAGE_SUFFIXES, find_images
 
-    missing = [p for p in args.paths if not os.path.exists(p)]
-    if missing:
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ConfigError(f"no such file or folder: {', '.join(missing[:5])}{more}")
+    _refuse_missing(args.paths, "no such file or folder")
     paths = find_images(args.paths, recursive=args.recursive, videos=True)
     if not paths:
         deeper = (" (sub-folders are not read: add --recursive)"
@@ -265,15 +262,22 @@ def input_images(args: argparse.Namespace) -> list[str]:
     return paths
 
 
-def image_files(paths: list[str]) -> None:
-    """Each of ``paths`` is an existing file, checked before any model loads (exit 2 otherwise). Whether a file is
-    a readable picture is found when it is read: that is an error in place for that image."""
+def _refuse_missing(paths: list[str], words: str) -> None:
+    """ConfigError (exit 2) naming the first five of ``paths`` that do not exist, and how many more."""
     import os
 
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ConfigError(f"no such file: {', '.join(missing[:5])}{more}")
+        raise ConfigError(f"{words}: {', '.join(missing[:5])}{more}")
+
+
+def image_files(paths: list[str]) -> None:
+    """Each of ``paths`` is an existing file, checked before any model loads (exit 2 otherwise). Whether a file is
+    a readable picture is found when it is read: that is an error in place for that image."""
+    import os
+
+    _refuse_missing(paths, "no such file")
     folders = [p for p in paths if os.path.isdir(p)]
     if folders:
         raise ConfigError(f"{folders[0]} is a folder: classify takes image files; for a folder use "
