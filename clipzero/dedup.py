@@ -1,41 +1,45 @@
-"""Duplicate images in a store: the same file twice, and near-duplicates (resized, re-compressed, cropped a little,
-lightly edited).
+"""Duplicate images in a store: the same file twice, and near-duplicates (resized, re-compressed, cropped, turned,
+lightly edited), each with the kind of copy it is, so that a person can delete on the list.
 
 Exact duplicates are paths that share one content hash (sha256), which a store already keeps as one row. Near
-duplicates are found in two steps:
+duplicates are found in three steps:
 
 1. **candidates**: a FAISS range search over the store's vectors finds every pair whose cosine similarity reaches
-   the threshold (by the index, not by comparing all pairs in Python);
-2. **verification**: a single embedding distance is what makes merely similar photos (the same kind of thing, the
-   same scene) look like duplicates, so each candidate pair is checked on its pixels: the correlation of the two
-   pictures' grey layouts (32 x 32, brightness and contrast normalised), the best over small crops of either one,
-   must reach :data:`LAYOUT_CUT`. Resizing, re-compression, brightness, a 10% crop and a small turn keep it high;
-   another photo of a similar subject does not.
+   the cut (by the index, not by comparing all pairs in Python); pictures whose middles have the same grey layout
+   join them (a turned copy can be far from its original by the model, never by its pixels);
+2. **screen**: each pair's coarse grey and colour layouts must be loosely alike;
+3. **verification** (:mod:`clipzero.samepicture`): the two pictures are aligned (local features and RANSAC, or a
+   placement of one inside the other, refined by ECC) and compared after a fitted brightness and colour change. A
+   recoloured, moved or reshaped object keeps them apart; a copy is named by what was done to it (:data:`KINDS`).
 
-Verified pairs join into groups (connected components), and in each group the best image is named as the one to
-keep: the largest (width x height), then the sharpest (variance of the Laplacian), then the shortest path. Every
-member carries its similarity to that image. The cuts are chosen by measurement (``benchmarks/dedup.py``).
+Verified pairs join into groups, and in each group the best image is named as the one to keep: the largest (width
+x height), then the sharpest (variance of the Laplacian), then the shortest path. Every other member is checked
+against that image itself, and carries its match: the kinds of copy, the share of the kept picture it shows, its
+turn. The cuts are chosen by measurement (``benchmarks/dedup.py``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dedupverify import components, near_verified
 from .errors import ConfigError
 from .video import parse_frame_name, source_file
 
 if TYPE_CHECKING:
+    from .samepicture import Match, Picture
     from .store import EmbeddingStore
 
 __all__ = [
     "DEFAULT_THRESHOLD",
-    "LAYOUT_CUT",
+    "KINDS",
     "MEASURED_THRESHOLDS",
     "DedupReport",
     "DuplicateGroup",
@@ -47,30 +51,24 @@ __all__ = [
 ]
 
 #: The candidate cut by model family (the spec's name before any ':' or '@'), measured with benchmarks/dedup.py on
-#: distinct images and their edited copies: low enough that verification, not the embedding, decides.
+#: distinct images, their edited copies and changed scenes: low enough that verification, not the embedding, decides.
 MEASURED_THRESHOLDS = {"clipzero-shapes": 0.4}
 
 #: The candidate cut for families not measured here (real CLIP models keep edited copies of a photo far above it);
 #: measure your own set with ``python benchmarks/dedup.py --model SPEC``.
 DEFAULT_THRESHOLD = 0.8
 
-#: The pixel check's cut: the best correlation of two pictures' normalised 32 x 32 grey layouts over small crops.
-LAYOUT_CUT = 0.9
+#: The kinds of copy a near member may be, relative to the image to keep (several may apply).
+KINDS = ("exact", "resized", "re-encoded", "cropped", "turned", "edited")
 
 #: At most this many neighbours per image are kept (a burst of near-identical photos still makes one group).
 _MAX_NEIGHBOURS = 64
 
-#: The pixel check's colour cut: cosine of the two middles' chroma layouts.
-_COLOUR_CUT = 0.8
-_COLOUR_SIDE = 6
-
-#: The side of the grey layouts the pixel check compares.
-_SIDE = 32
-
 
 @dataclass(frozen=True)
 class GroupMember:
-    """One image of a group: its path, its similarity to the group's kept image, and what decided the choice."""
+    """One image of a group: its path, its similarity to the group's kept image, what decided the choice, and (for a
+    near member other than the kept one) how it matches the kept image."""
 
     path: str
     similarity: float
@@ -79,11 +77,17 @@ class GroupMember:
     height: int = 0
     sharpness: float = 0.0
     readable: bool = True
+    match: Match | None = None
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.match.kinds if self.match is not None else ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "similarity": round(self.similarity, 4), "sha256": self.sha256,
                 "width": self.width, "height": self.height, "sharpness": round(self.sharpness, 2),
-                **({} if self.readable else {"readable": False})}  # fmt: skip
+                **({} if self.readable else {"readable": False}),
+                **({} if self.match is None else {"match": self.match.to_dict()})}  # fmt: skip
 
 
 @dataclass
@@ -110,6 +114,7 @@ class DedupReport:
     images: int
     groups: list[DuplicateGroup] = field(default_factory=list)
     seconds: float = 0.0
+    verified: bool = True
 
     @property
     def redundant(self) -> int:
@@ -117,8 +122,9 @@ class DedupReport:
         return sum(len(g.others) for g in self.groups)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "images": self.images, "groups": [g.to_dict() for g in self.groups],
-                "redundant": self.redundant, "seconds": round(self.seconds, 3)}  # fmt: skip
+        return {"threshold": self.threshold, "images": self.images, "verified": self.verified,
+                "groups": [g.to_dict() for g in self.groups], "redundant": self.redundant,
+                "seconds": round(self.seconds, 3)}  # fmt: skip
 
 
 def default_threshold(model: str) -> float:
@@ -128,20 +134,31 @@ def default_threshold(model: str) -> float:
     return MEASURED_THRESHOLDS.get(family, DEFAULT_THRESHOLD)
 
 
-def check_request(threshold: float | None = None, out: str | os.PathLike[str] | None = None) -> None:
-    """A dedup request that can be carried out: a candidate cut in (0, 1], a report file ending in .json or .csv.
+def check_request(threshold: float | None = None, out: str | os.PathLike[str] | None = None, *,
+                  verify: bool = False, kinds: Iterable[str] | None = None) -> None:  # fmt: skip
+    """A dedup request that can be carried out: a candidate cut in (0, 1], a report file ending in .json or .csv,
+    known kinds, and OpenCV installed when pairs are to be verified.
 
     Raises:
-        ConfigError: either is not.
+        ConfigError: any is not.
+        MissingExtraError: ``verify`` without the ``dedup`` extra.
     """
     if threshold is not None and not 0.0 < float(threshold) <= 1.0:
         raise ConfigError(f"--threshold {threshold}: a cosine similarity in (0, 1]")
     if out is not None and Path(out).suffix.lower() not in (".json", ".csv"):
         raise ConfigError(f"--out {out}: use a .json or .csv file")
+    unknown = sorted(set(kinds or ()) - set(KINDS))
+    if unknown:
+        raise ConfigError(f"--kinds {','.join(unknown)}: not a kind of copy; use {', '.join(KINDS)}")
+    if verify:
+        from .extras import require
+
+        require("dedup", "dedup's pixel verification (--no-verify groups by the embedding alone)")
 
 
 def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, exact_only: bool = False,
-                    verify: bool = True, layout_cut: float = LAYOUT_CUT) -> DedupReport:  # fmt: skip
+                    verify: bool = True, kinds: Iterable[str] | None = None,
+                    workers: int | None = None) -> DedupReport:  # fmt: skip
     """Group a store's duplicate images.
 
     Args:
@@ -149,20 +166,25 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
         threshold: the cosine similarity at which two images become candidates (default: measured for the store's
             model family, :func:`default_threshold`).
         exact_only: only the same bytes under several paths.
-        verify: check candidates on their pixels (False: the embedding cut alone decides, as a single distance).
-        layout_cut: the pixel check's cut (see :data:`LAYOUT_CUT`).
+        verify: check candidates on their pixels (False: the embedding cut alone decides, as a single distance, and
+            members carry no kinds).
+        kinds: only near members whose every kind is among these (``{"resized", "re-encoded"}``: leave crops, turns
+            and edits alone); default every kind.
+        workers: threads for the verification (default: the machine's cores, at most 8).
 
     Returns:
         A :class:`DedupReport`: exact groups first, then near groups, larger groups first.
 
     Raises:
-        ConfigError: a threshold outside (0, 1].
+        ConfigError: a threshold outside (0, 1], or an unknown kind.
+        MissingExtraError: ``verify`` without OpenCV.
     """
-    check_request(threshold)
+    check_request(threshold, verify=verify and not exact_only, kinds=kinds)
+    allowed = set(kinds) if kinds is not None else set(KINDS)
     cut = default_threshold(store.model_id) if threshold is None else float(threshold)
     start = time.perf_counter()
     ids, vectors, paths, shas = store.vectors()
-    report = DedupReport(cut, len(ids))
+    report = DedupReport(cut, len(ids), verified=verify)
     looks = _Looks()
     videos: set[tuple[str, ...]] = set()
     for row, image_id in enumerate(ids.tolist()):
@@ -173,44 +195,56 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
                 continue
             videos.add(files)
             names = list(files)  # one group per set of video copies, naming the files
-        if len(names) > 1:
+        if len(names) > 1 and "exact" in allowed:
             report.groups.append(_ranked("exact", [looks.member(p, 1.0, shas[row]) for p in names]))
     if not exact_only and len(ids) > 1:
         first = [paths.get(int(i), [""])[0] for i in ids.tolist()]
         pairs = _pairs(vectors, cut)
         if verify:
-            pairs = [(a, b) for a, b in pairs if looks.same_picture(first[a], first[b], layout_cut)]
-        neighbours: dict[int, set[int]] = {}
-        for a, b in pairs:
-            neighbours.setdefault(a, set()).add(b)
-            neighbours.setdefault(b, set()).add(a)
-        for component in _components(pairs):
-            # Grown from the image most others match, and only what matches it directly: a chain of pairs
-            # (a~b, b~c) is not a group. The one to keep is then chosen inside the group.
-            left = set(component)
-            while len(left) > 1:
-                seed = max(left, key=lambda r: (len(neighbours[r] & left), -r))
-                group = [seed, *sorted(neighbours[seed] & left)]
-                if len(group) == 1:
-                    break
-                members = [looks.member(first[r], 1.0, shas[r]) for r in group]
-                keep_row = group[members.index(_best(members))]
-                scored = [replace(m, similarity=min(float(vectors[r] @ vectors[keep_row]), 1.0))
-                          for m, r in zip(members, group)]  # fmt: skip
-                report.groups.append(_ranked("near", scored))
-                left -= set(group)
+            for keep, members in near_verified(pairs, first, vectors, looks.of,
+                                               lambda r: _rank(looks.member(first[r], 1.0, shas[r])), allowed, workers):
+                others = [replace(looks.member(first[r], 1.0, shas[r]), match=match,
+                                  similarity=min(float(vectors[r] @ vectors[keep]), 1.0)) for r, match in members]
+                report.groups.append(DuplicateGroup("near", looks.member(first[keep], 1.0, shas[keep]),
+                                                    sorted(others, key=lambda m: (-m.similarity, m.path))))
+        else:
+            _near_unverified(report, pairs, first, vectors, shas, looks)
     report.groups.sort(key=lambda g: (g.kind != "exact", -len(g.others), g.keep.path))
     report.seconds = time.perf_counter() - start
     return report
 
 
+def _near_unverified(report: DedupReport, pairs: list[tuple[int, int]], first: list[str], vectors: np.ndarray,
+                     shas: list[str], looks: _Looks) -> None:  # fmt: skip
+    """Groups by the embedding cut alone: grown from the image most others match, and only what matches it directly
+    (a chain of pairs a~b, b~c is not a group)."""
+    neighbours: dict[int, set[int]] = {}
+    for a, b in pairs:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    for component in components(pairs):
+        left = set(component)
+        while len(left) > 1:
+            seed = max(left, key=lambda r: (len(neighbours[r] & left), -r))
+            group = [seed, *sorted(neighbours[seed] & left)]
+            if len(group) == 1:
+                break
+            members = [looks.member(first[r], 1.0, shas[r]) for r in group]
+            keep_row = group[members.index(_best(members))]
+            scored = [replace(m, similarity=min(float(vectors[r] @ vectors[keep_row]), 1.0))
+                      for m, r in zip(members, group)]  # fmt: skip
+            report.groups.append(_ranked("near", scored))
+            left -= set(group)
+
+
 class _Looks:
-    """Each grouped file read once: its pixel size, sharpness and grey layouts (None when it cannot be read)."""
+    """Each grouped file read once: its size, sharpness and what the pixel check needs (None when it cannot be
+    read). Safe to fill from several threads (a file read twice at worst)."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, tuple[int, int, float, np.ndarray, np.ndarray] | None] = {}
+        self.seen: dict[str, Picture | None] = {}
 
-    def of(self, path: str) -> tuple[int, int, float, np.ndarray, np.ndarray] | None:
+    def of(self, path: str) -> Picture | None:
         if path not in self.seen:
             self.seen[path] = _look(path)
         return self.seen[path]
@@ -219,30 +253,21 @@ class _Looks:
         found = self.of(path)
         if found is None:  # a file gone or unreadable since it was stored: listed, never the one to keep
             return GroupMember(path, similarity, sha, readable=False)
-        return GroupMember(path, similarity, sha, found[0], found[1], found[2])
-
-    def same_picture(self, a: str, b: str, cut: float) -> bool:
-        first, second = self.of(a), self.of(b)
-        if first is None or second is None:
-            return False
-        x, y = first[3], second[3]
-        whole = max(float((x[:-1] @ y[0]).max()), float((y[:-1] @ x[0]).max()))  # one may be a crop of the other
-        if max(whole, float(x[-1] @ y[-1])) < cut:  # or a turned copy: the middles match
-            return False
-        return float(first[4] @ second[4]) >= _COLOUR_CUT  # and the colours are where they were
+        return GroupMember(path, similarity, sha, found.width, found.height, found.sharpness)
 
 
-def _look(path: str) -> tuple[int, int, float, np.ndarray, np.ndarray] | None:
+def _look(path: str) -> Picture | None:
     import io
 
     from PIL import Image
 
     from .errors import ImageError
     from .images import load_image, read_image_file
+    from .samepicture import picture
 
     try:
         data = read_image_file(path)[0]  # read once: for the header's size and for the pixels
-        image = load_image(data, draft=(256, 256), name=path)
+        image = load_image(data, draft=(512, 512), name=path)
     except (ImageError, OSError, ValueError):
         return None
     try:
@@ -250,25 +275,7 @@ def _look(path: str) -> tuple[int, int, float, np.ndarray, np.ndarray] | None:
             width, height = header.size  # the file's own size (a JPEG decodes at a reduced scale here)
     except Exception:  # RAW, HEIC without the plugin registered, ...: the decoded size
         width, height = image.size
-    grey = image.convert("L")
-    grey.thumbnail((256, 256))
-    return width, height, _sharpness(grey), _layouts(grey), _colours(image)
-
-
-def _layouts(grey: Any) -> np.ndarray:
-    """(11, 1024): the whole picture, nine 90% crops and the middle 80%, each 32 x 32, zero mean, unit norm."""
-    from PIL import Image
-
-    w, h = grey.size
-    boxes = [(0, 0, w, h)] + [(int(w * fx), int(h * fy), int(w * fx) + int(w * 0.9), int(h * fy) + int(h * 0.9))
-                              for fx in (0, 0.05, 0.1) for fy in (0, 0.05, 0.1)]  # fmt: skip
-    boxes.append((int(w * 0.1), int(h * 0.1), int(w * 0.9), int(h * 0.9)))  # the middle: free of a turn's corners
-    out = np.empty((len(boxes), _SIDE * _SIDE), np.float32)
-    for k, box in enumerate(boxes):
-        a = np.asarray(grey.crop(box).resize((_SIDE, _SIDE), Image.Resampling.BOX), np.float32).ravel()
-        a -= a.mean()
-        out[k] = a / (np.linalg.norm(a) or 1.0)
-    return out
+    return picture(image, width, height)
 
 
 def _pairs(vectors: np.ndarray, cut: float) -> list[tuple[int, int]]:
@@ -296,47 +303,6 @@ def _pairs(vectors: np.ndarray, cut: float) -> list[tuple[int, int]]:
                 neighbours = neighbours[np.argsort(-scores[limits[i] : limits[i + 1]])[:_MAX_NEIGHBOURS]]
             pairs.extend((row, int(j)) for j in neighbours if j > row)
     return pairs
-
-
-def _components(pairs: list[tuple[int, int]]) -> list[set[int]]:
-    parent: dict[int, int] = {}
-
-    def root(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, set[int]] = {}
-    for x in parent:
-        groups.setdefault(root(x), set()).add(x)
-    return list(groups.values())
-
-
-def _colours(image: Any) -> np.ndarray:
-    """The middle 80%'s chroma (Cb, Cr about their neutral point) at 6 x 6, unit norm: where which colour is,
-    whatever the brightness (a grey layout alone takes an orange square for a blue one)."""
-    from PIL import Image
-
-    w, h = image.size
-    middle = image.crop((int(w * 0.1), int(h * 0.1), int(w * 0.9), int(h * 0.9)))
-    middle = middle.resize((_COLOUR_SIDE, _COLOUR_SIDE), Image.Resampling.BOX)
-    chroma = np.asarray(middle.convert("YCbCr"), np.float32)[..., 1:].ravel() - 128.0
-    return chroma / (np.linalg.norm(chroma) or 1.0)
-
-
-def _sharpness(grey: Any) -> float:
-    """Variance of the Laplacian of the grey image at a common scale (higher: sharper)."""
-    a = np.asarray(grey, dtype=np.float32)
-    if a.shape[0] < 3 or a.shape[1] < 3:
-        return 0.0
-    laplacian = a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:] - 4 * a[1:-1, 1:-1]
-    return float(laplacian.var())
 
 
 def _rank(m: GroupMember) -> tuple[Any, ...]:
@@ -370,12 +336,14 @@ def write_report(report: DedupReport, out: str | os.PathLike[str]) -> Path:
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["group", "kind", "keep", "path", "is_keep", "similarity", "width", "height", "sharpness",
-                         "sha256"])  # fmt: skip
+        writer.writerow(["group", "kind", "keep", "path", "is_keep", "match", "kept_area", "angle", "similarity",
+                         "width", "height", "sharpness", "sha256"])  # fmt: skip
         for number, group in enumerate(report.groups, 1):
             for m in group.members:
+                match = m.match.to_dict() if m.match else {}
+                kinds = "exact" if group.kind == "exact" and m is not group.keep else "+".join(m.kinds)
                 writer.writerow([number, group.kind, csv_cell(group.keep.path), csv_cell(m.path), m is group.keep,
-                                 f"{m.similarity:.4f}",
+                                 kinds, match.get("kept_area", ""), match.get("angle", ""), f"{m.similarity:.4f}",
                                  m.width, m.height, f"{m.sharpness:.2f}", m.sha256])  # fmt: skip
         text = buffer.getvalue()
     temporary = target.with_name(f".{target.name}.tmp")

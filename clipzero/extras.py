@@ -24,6 +24,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "mcp": ("mcp", "uvicorn"),
     "formats": ("pillow_heif", "rawpy"),
     "video": ("av",),
+    "dedup": ("cv2",),
 }
 
 

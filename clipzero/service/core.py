@@ -407,14 +407,14 @@ class Service:
         return [hit.to_dict() for hit in self.store.search(vector, top_k=top_k)]
 
     def dedup(self, threshold: float | None = None, exact_only: bool = False, verify: bool = True,
-              deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
+              deadline: float | None = None, kinds: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
         """The store's duplicate groups (:func:`clipzero.dedup.find_duplicates`), one run at a time."""
         from ..dedup import find_duplicates
 
         if self.store is None:
             raise NotAvailable("this server has no embedding store (start it with --store DIR)")
         with self._dedup_lock:
-            return find_duplicates(self.store, threshold, exact_only=exact_only, verify=verify).to_dict()
+            return find_duplicates(self.store, threshold, exact_only=exact_only, verify=verify, kinds=kinds).to_dict()
 
     def close(self) -> None:
         self.batcher.close()

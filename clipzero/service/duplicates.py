@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,8 @@ class DedupJSON(BaseModel):
                                     description="candidate cosine cut (default: measured for the model family)")
     exact_only: bool = Field(default=False, description="only the same bytes under several paths")
     verify: bool = Field(default=True, description="check candidates on their pixels (false: one embedding cut)")
+    kinds: list[Literal["exact", "resized", "re-encoded", "cropped", "turned", "edited"]] | None = Field(
+        default=None, max_length=6, description="only members whose every kind of copy is one of these")
 
 
 def add_dedup_route(app: FastAPI, service: Service, bounded: Callable[..., Awaitable[Any]],
@@ -31,8 +33,10 @@ def add_dedup_route(app: FastAPI, service: Service, bounded: Callable[..., Await
     @app.post("/v1/dedup", tags=["search"], openapi_extra=request_schema)
     async def dedup(request: Request) -> dict[str, Any]:
         """Groups of duplicate images in the server's store: ``exact`` (same bytes) and ``near`` (resized,
-        re-compressed, cropped or lightly edited copies), each with the image to keep (largest, then sharpest) and
-        every member's similarity to it."""
+        re-encoded, cropped, turned or edited copies), each with the image to keep (largest, then sharpest), every
+        member's similarity to it and, for a near member, its ``match``: the kinds of copy, the share of the kept
+        picture it shows and its turn."""
         body = await json_body(request, DedupJSON)
-        report = await bounded(lambda deadline: service.dedup(body.threshold, body.exact_only, body.verify, deadline))
+        report = await bounded(lambda deadline: service.dedup(body.threshold, body.exact_only, body.verify, deadline,
+                                                              body.kinds))  # fmt: skip
         return {"model": service.encoder.id, **report}

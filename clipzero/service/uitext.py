@@ -35,6 +35,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "dedup_cut": ("Candidate cut (cosine similarity)", "候选阈值（余弦相似度）"),
     "dedup_verify": ("Check candidates on their pixels", "按像素核对候选"),
     "dedup_go": ("Find duplicates", "查找重复"),
+    "dedup_kinds": ("Kinds of copy to list", "列出的副本类型"),
     "images": ("Images", "图片"),
     "labels": ("Labels (comma or newline separated)", "标签（用逗号或换行分隔）"),
     "templates": ("Prompt templates", "提示模板"),

@@ -183,7 +183,8 @@ def test_duplicates_through_the_api_and_the_ui(server: Server) -> None:
     assert sorted(Path(m["path"]).parent.name for m in groups[0]["members"]) == ["copies", "examples"]
     assert httpx.post(f"{server.url}/v1/dedup", json={"threshold": 2}, headers=H).status_code == 422
     assert httpx.post(f"{server.url}/v1/dedup", json={}).status_code == 401
-    summary, rows = Client(server.url, headers=H, verbose=False).predict(0.5, True, api_name="/dedup")
+    assert httpx.post(f"{server.url}/v1/dedup", json={"kinds": ["moved"]}, headers=H).status_code == 422
+    summary, rows = Client(server.url, headers=H, verbose=False).predict(0.5, True, ["exact"], api_name="/dedup")
     assert summary.startswith("1 group(s): 1 exact, 0 near; 1 of 8 image(s) could go")
     assert rows.count('class="dedup-group"') == 1 and rows.count("data:image/jpeg;base64,") == 2
     assert str(EXAMPLES) not in rows  # names, not server paths, reach the page

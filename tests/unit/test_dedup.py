@@ -1,5 +1,6 @@
-"""Duplicate groups in a real store of the bundled model: exact copies, edited copies around the right image to keep,
-merely similar pictures kept apart, and the CLI's report files."""
+"""Duplicate groups in a real store of the bundled model: exact copies, edited copies around the right image to keep
+and named by their kind, hard negatives (the same scene with one object changed) never grouped, and every door (Python,
+CLI, HTTP, web UI) giving the same groups."""
 
 from __future__ import annotations
 
@@ -9,21 +10,37 @@ import random
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
 from clipzero import EmbeddingStore, find_duplicates, load_model
-from clipzero.synthetic.edits import EDITS, edit
+from clipzero.synthetic.edits import EDITS, edit, hard_negative
+from clipzero.synthetic.world import Scene, ShapeObject, render
+from tests.serving import start_server, stop_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+#: What each edit must be named (relative to the original, which is kept).
+EXPECTED_KINDS = {"half": ("resized",), "jpeg30": ("re-encoded",), "crop10": ("cropped",), "rotate3": ("turned",),
+                  "brighter": ("edited",)}  # fmt: skip
+
+
+def _lone(shape: str, colour: str, rgb: tuple[int, int, int], x: float = 0.5, y: float = 0.5, radius: float = 0.3,
+          seed: int = 5) -> Scene:  # fmt: skip
+    obj = ShapeObject(shape, colour, "large", x, y, radius, 0.0, rgb)
+    return Scene((obj,), "noise", ((225, 225, 222), (225, 225, 222)), 192, seed=seed)
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The eight example pictures (all different), every edit of two of them, a byte-identical copy of a third, and
-    a re-drawn look-alike of a fourth: another picture of the same colour and shape."""
+    """The eight example pictures (all different), every edit of two of them, a byte-identical copy of a third, a
+    re-drawn look-alike of a fourth, and hard negatives: a green circle and a green square at one place on one
+    background, the circle recoloured, the circle moved, another green circle elsewhere, and a three-object scene
+    with one object recoloured, moved or reshaped."""
     folder = tmp_path_factory.mktemp("library")
     rng = random.Random(3)
     for picture in sorted(EXAMPLES.glob("*.png")):
@@ -33,10 +50,21 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             for kind in EDITS:
                 edit(big, kind, rng).save(folder / f"{picture.stem}-{kind}.png")
     shutil.copyfile(folder / "green-cross.png", folder / "green-cross-copy.png")
-    from clipzero.synthetic.world import render, sample_scene
+    from clipzero.synthetic.world import sample_scene
 
     look_alike = render(sample_scene(random.Random(11), size=192, n_objects=1, allowed=[("yellow", "heart")]))
     look_alike.save(folder / "yellow-heart-other.png")
+    circle = _lone("circle", "green", (40, 165, 55))
+    render(circle).save(folder / "hard-circle.png")
+    render(replace(circle, objects=(replace(circle.objects[0], shape="square"),))).save(folder / "hard-square.png")
+    render(replace(circle, objects=(replace(circle.objects[0], colour="blue", rgb=(35, 75, 215)),))).save(
+        folder / "hard-circle-blue.png")
+    render(replace(circle, objects=(replace(circle.objects[0], x=0.35),))).save(folder / "hard-circle-moved.png")
+    render(_lone("circle", "green", (46, 160, 60), 0.45, 0.55, 0.25, seed=9)).save(folder / "hard-circle-other.png")
+    scene = sample_scene(random.Random(21), size=192, n_objects=3)
+    render(scene).save(folder / "scene.png")
+    for kind in ("recolour", "move", "reshape"):
+        render(hard_negative(scene, kind, random.Random(kind))).save(folder / f"scene-{kind}.png")
     store = tmp_path_factory.mktemp("store") / "store"
     with EmbeddingStore(store, load_model("clipzero-shapes")) as opened:
         report = opened.add(sorted(str(p) for p in folder.iterdir()))
@@ -48,22 +76,54 @@ def _groups(report: object) -> dict[tuple[str, str], set[str]]:
     return {(g.kind, Path(g.keep.path).name): {Path(m.path).name for m in g.members} for g in report.groups}  # type: ignore[attr-defined]
 
 
-def test_edited_copies_group_around_the_original(library: tuple[Path, Path]) -> None:
+def test_edited_copies_group_around_the_original_named_by_kind(library: tuple[Path, Path]) -> None:
     _, store = library
     with EmbeddingStore(store) as opened:
         report = find_duplicates(opened)
-    groups = _groups(report)
-    near = {keep: members for (kind, keep), members in groups.items() if kind == "near"}
+    near = [g for g in report.groups if g.kind == "near"]
     for stem in ("red-circle", "blue-star"):
         expected = {f"{stem}.png", *(f"{stem}-{kind}.png" for kind in EDITS)}
-        found = [members for members in near.values() if f"{stem}.png" in members]
-        assert found == [expected], (stem, near)
-        keep = next(k for k, m in near.items() if m == expected)
-        assert keep not in (f"{stem}-half.png", f"{stem}-crop10.png"), keep  # the largest picture is kept
-    assert len(near) == 2, near  # nothing else is a near-duplicate: not the look-alike, not the other examples
-    for group in report.groups:
-        assert group.keep.similarity == pytest.approx(1.0, abs=1e-5)
-        assert all(-1.0 <= m.similarity <= 1.0 for m in group.others)
+        found = [g for g in near if f"{stem}.png" in {Path(m.path).name for m in g.members}]
+        assert len(found) == 1 and {Path(m.path).name for m in found[0].members} == expected, (stem, near)
+        group = found[0]
+        assert Path(group.keep.path).name == f"{stem}.png"  # the largest and sharpest picture is kept
+        for member in group.others:
+            kind = Path(member.path).stem.split("-")[-1]
+            assert member.match is not None and member.kinds == EXPECTED_KINDS[kind], (member.path, member.match)
+        crop = next(m for m in group.others if m.path.endswith("-crop10.png"))
+        assert crop.match is not None and 0.75 < crop.match.kept_area < 0.85  # 90% x 90% of the original
+        turn = next(m for m in group.others if m.path.endswith("-rotate3.png"))
+        assert turn.match is not None and 1.0 <= abs(turn.match.angle) <= 3.2
+    assert len(near) == 2, [_groups(report)]  # nothing else: not the look-alike, not a hard negative
+
+
+def test_hard_negatives_are_never_grouped(library: tuple[Path, Path]) -> None:
+    """A circle and a square of one colour at one place, a recoloured or moved object, another circle of the same
+    colour: candidates by their vectors at the default cut, each kept apart by the pixel verification."""
+    folder, store = library
+    hard = {p.name for p in folder.glob("hard-*.png")} | {p.name for p in folder.glob("scene*.png")}
+    with EmbeddingStore(store) as opened:
+        loose = find_duplicates(opened, verify=False)
+        checked = find_duplicates(opened)
+        circle, square = opened.get(folder / "hard-circle.png"), opened.get(folder / "hard-square.png")
+    assert circle is not None and square is not None and float(circle.vector @ square.vector) >= 0.4  # a candidate
+    mixed = [names for g in loose.groups if len(names := {Path(m.path).name for m in g.members} & hard) > 1]
+    assert mixed, "the embedding cut alone kept every hard negative apart: the test would prove nothing"
+    for group in checked.groups:
+        names = {Path(m.path).name for m in group.members}
+        assert len(names & hard) <= 1, names
+
+
+def test_kinds_choose_which_copies_are_listed(library: tuple[Path, Path]) -> None:
+    _, store = library
+    with EmbeddingStore(store) as opened:
+        safe = find_duplicates(opened, kinds=["exact", "resized", "re-encoded"])
+        with pytest.raises(Exception, match="not a kind of copy"):
+            find_duplicates(opened, kinds=["moved"])
+    members = {Path(m.path).name for g in safe.groups for m in g.others}
+    assert {"red-circle-half.png", "blue-star-jpeg30.png", "green-cross-copy.png"} <= members or \
+        {"red-circle-half.png", "blue-star-jpeg30.png", "green-cross.png"} <= members  # fmt: skip
+    assert not any(name.endswith(("-crop10.png", "-rotate3.png", "-brighter.png")) for name in members), members
 
 
 def test_the_same_bytes_are_an_exact_group(library: tuple[Path, Path]) -> None:
@@ -75,36 +135,51 @@ def test_the_same_bytes_are_an_exact_group(library: tuple[Path, Path]) -> None:
     assert report.redundant == 1
 
 
-def test_one_embedding_cut_alone_groups_merely_similar_pictures(library: tuple[Path, Path]) -> None:
-    """Why candidates are checked on their pixels: at a cut low enough to catch every edited copy, the embedding
-    alone puts different pictures together; the check keeps them apart, the look-alike included."""
-    folder, store = library
-    originals = {p.name for p in EXAMPLES.glob("*.png")}
-    with EmbeddingStore(store) as opened:
-        loose = find_duplicates(opened, 0.4, verify=False)
-        checked = find_duplicates(opened, 0.4)
-        heart, other = opened.get(folder / "yellow-heart.png"), opened.get(folder / "yellow-heart-other.png")
-    assert heart is not None and other is not None and float(heart.vector @ other.vector) >= 0.4  # a candidate pair
-    mixed = [names for g in loose.groups if len(names := {Path(m.path).name for m in g.members} & originals) > 1]
-    assert mixed, "the embedding cut alone kept every picture apart"
-    for group in checked.groups:
-        names = {Path(m.path).name for m in group.members}
-        assert len(names & originals) == 1 and "yellow-heart-other.png" not in names, names
+def _summary(groups: list[dict]) -> set[tuple[str, str, str, str]]:  # type: ignore[type-arg]
+    """(group kind, kept file, member file, its kinds) for every member but the kept one."""
+    return {(g["kind"], Path(g["keep"]).name, Path(m["path"]).name, "+".join(m.get("match", {}).get("kinds", [])))
+            for g in groups for m in g["members"] if m["path"] != g["keep"]}  # fmt: skip
 
 
-def test_the_cli_writes_groups_as_json_and_csv(library: tuple[Path, Path], tmp_path: Path) -> None:
+def test_every_door_gives_the_same_groups(library: tuple[Path, Path], tmp_path: Path) -> None:
+    """Python, the CLI (--json, --out .json and .csv), the HTTP API and the web UI: one set of groups and kinds."""
+    from gradio_client import Client
+
     _, store = library
-    for name in ("groups.json", "groups.csv"):
-        run = subprocess.run([sys.executable, "-m", "clipzero", "dedup", "--store", str(store), "--out",
-                              str(tmp_path / name)], capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert run.returncode == 0, run.stderr
-        assert "3 group(s) (1 exact, 2 near)" in run.stdout and "could go" in run.stdout
-    data = json.loads((tmp_path / "groups.json").read_text())
-    assert [g["kind"] for g in data["groups"]] == ["exact", "near", "near"]
-    assert data["redundant"] == 1 + 2 * len(EDITS)
+    with EmbeddingStore(store) as opened:
+        python = _summary(find_duplicates(opened).to_dict()["groups"])
+    run = subprocess.run([sys.executable, "-m", "clipzero", "dedup", "--store", str(store), "--json", "--out",
+                          str(tmp_path / "groups.csv")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert _summary(json.loads(run.stdout)["groups"]) == python
     rows = list(csv.DictReader((tmp_path / "groups.csv").open()))
-    assert len(rows) == 2 + 2 * (1 + len(EDITS))
-    assert sum(row["is_keep"] == "True" for row in rows) == 3
-    bad = subprocess.run([sys.executable, "-m", "clipzero", "dedup", "--store", str(store), "--threshold", "1.5"],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert bad.returncode == 2 and "--threshold 1.5" in bad.stderr
+    assert {(r["kind"], Path(r["keep"]).name, Path(r["path"]).name, "" if r["kind"] == "exact" else r["match"])
+            for r in rows if r["is_keep"] == "False"} == {(k, keep, p, m) for k, keep, p, m in python}  # fmt: skip
+    process, url = start_server("--store", str(store), "--api-key", "k", home=tmp_path / "home")
+    try:
+        reply = httpx.post(f"{url}/v1/dedup", json={}, headers={"Authorization": "Bearer k"}, timeout=300)
+        assert reply.status_code == 200, reply.text
+        assert _summary(reply.json()["groups"]) == python
+        client = Client(url, headers={"Authorization": "Bearer k"}, verbose=False)
+        summary, html = client.predict(0.4, True, ["exact", "resized", "re-encoded", "cropped", "turned", "edited"],
+                                       api_name="/dedup")  # fmt: skip
+    finally:
+        stop_server(process)
+    assert f"{len(reply.json()['groups'])} group(s)" in summary
+    for _, _, _, kinds in python:
+        assert kinds in html  # each member's kinds are shown beside it
+    assert html.count('class="dedup-group"') == len(reply.json()["groups"])
+
+
+def test_the_cli_prints_kinds_and_refuses_bad_requests(library: tuple[Path, Path], tmp_path: Path) -> None:
+    _, store = library
+    run = subprocess.run([sys.executable, "-m", "clipzero", "dedup", "--store", str(store)], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "3 group(s) (1 exact, 2 near)" in run.stdout and "could go" in run.stdout
+    assert "cropped (kept 8" in run.stdout and "turned (turned " in run.stdout and "  resized  " in run.stdout
+    for bad, message in ((["--threshold", "1.5"], "--threshold 1.5"), (["--kinds", "moved"], "--kinds moved"),
+                         (["--out", str(tmp_path / "g.txt")], "use a .json or .csv")):  # fmt: skip
+        refused = subprocess.run([sys.executable, "-m", "clipzero", "dedup", "--store", str(store), *bad],
+                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr

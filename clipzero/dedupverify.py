@@ -1,0 +1,119 @@
+"""Dedup's verified grouping: candidates from the vectors and from the pictures' layouts, screened, verified by
+:mod:`clipzero.samepicture` on several threads, and grouped around the image to keep."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .samepicture import Match, Picture
+
+__all__ = ["components", "layout_pairs", "near_verified"]
+
+#: Pictures whose middles' grey layouts reach this cosine are candidates too, whatever their vectors say.
+_LAYOUT_NEIGHBOUR_CUT = 0.8
+_LAYOUT_NEIGHBOURS = 8
+
+#: Pairs this close by their vectors go to verification even when their layouts differ (a heavy crop).
+_SURE = 0.95
+
+
+def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.ndarray,
+                  look: Callable[[str], Picture | None], rank: Callable[[int], tuple[Any, ...]], allowed: set[str],
+                  workers: int | None) -> list[tuple[int, list[tuple[int, Match]]]]:  # fmt: skip
+    """Candidates (vectors and layouts), screened, verified; groups as (the row to keep, [(a member's row, its match
+    to the kept picture)]), each member verified against the kept picture itself, not through a chain of others.
+
+    Args:
+        look: a path's picture (None: unreadable), safe to call from several threads.
+        rank: a row's claim to be kept (the highest is kept).
+    """
+    from .samepicture import compare, screen
+
+    threads = workers or min(os.cpu_count() or 1, 8)
+    rows = sorted({r for pair in pairs for r in pair})
+    with ThreadPoolExecutor(threads) as pool:  # decoding and OpenCV release the GIL
+        found = list(pool.map(lambda r: look(first[r]), rows))
+    pictures = {r: p for r, p in zip(rows, found) if p is not None}
+    candidates = {(a, b) for a, b in pairs if a in pictures and b in pictures} | layout_pairs(pictures)
+    order = {r: rank(r) for r in pictures}
+    screened = sorted((a, b) if order[a] > order[b] else (b, a) for a, b in candidates  # the likely keep first
+                      if float(vectors[a] @ vectors[b]) >= _SURE or screen(pictures[a], pictures[b]))
+    matches: dict[tuple[int, int], Match | None] = {}
+
+    def verified(pair: tuple[int, int]) -> Match | None:
+        if pair not in matches:
+            matches[pair] = compare(pictures[pair[0]], pictures[pair[1]])
+        return matches[pair]
+
+    import cv2
+
+    inner = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the pairs run in parallel: OpenCV's own threads would only compete
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            edges = [pair for pair, match in zip(screened, pool.map(verified, screened)) if match is not None]
+    finally:
+        cv2.setNumThreads(inner)
+    groups = []
+    for component in components(edges):
+        left = set(component)
+        while len(left) > 1:
+            keep = max(left, key=lambda r: order[r])
+            members = []
+            for r in sorted(left - {keep}):
+                match = verified((keep, r))
+                if match is not None and set(match.kinds) <= allowed:
+                    members.append((r, match))
+            if not members:
+                left.discard(keep)
+                continue
+            groups.append((keep, members))
+            left -= {keep, *(r for r, _ in members)}
+    return groups
+
+
+def layout_pairs(pictures: dict[int, Picture]) -> set[tuple[int, int]]:
+    """Pairs whose middles' grey layouts are close (FAISS, the nearest few of each): the candidates a model's vectors
+    miss, such as a turned copy."""
+    import faiss
+
+    if len(pictures) < 2:
+        return set()
+    rows = list(pictures)
+    middles = np.ascontiguousarray(np.stack([pictures[r].layouts[-1] for r in rows]), dtype=np.float32)
+    index = faiss.IndexFlatIP(middles.shape[1])
+    index.add(middles)
+    scores, found = index.search(middles, min(_LAYOUT_NEIGHBOURS + 1, len(rows)))
+    out = set()
+    for i, (row_scores, row_found) in enumerate(zip(scores, found)):
+        for score, j in zip(row_scores, row_found):
+            if j >= 0 and j != i and score >= _LAYOUT_NEIGHBOUR_CUT:
+                out.add((min(rows[i], rows[int(j)]), max(rows[i], rows[int(j)])))
+    return out
+
+
+def components(pairs: list[tuple[int, int]]) -> list[set[int]]:
+    """The connected components of a graph given by its edges."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, set[int]] = {}
+    for x in parent:
+        groups.setdefault(root(x), set()).add(x)
+    return list(groups.values())
