@@ -1,17 +1,18 @@
-"""Near-duplicate detection: precision and recall of the pairs found, and the time for a large store.
+"""Near-duplicate detection with hard negatives: pair precision and recall, recall per edit, false groupings per
+kind of changed scene, whether each copy is named by the right kind, and the time.
 
-Usage: python benchmarks/dedup.py [--model clipzero-shapes] [--distinct 300] [--share 0.3] [--vectors 100000]
-       [--seed 0] [--json]
+Usage: python benchmarks/dedup.py [--model clipzero-shapes] [--distinct 300] [--share 0.3] [--hard 90]
+       [--seed 0] [--checkout DIR] [--vectors 100000] [--json]
 
-A set made here: ``--distinct`` pictures of the bundled world and, for ``--share`` of them, one copy per edit (resized
-to half, JPEG quality 30, 10% cropped, turned up to 3 degrees, 20% brighter), plus a few byte-identical copies. The
-pictures are indexed in a store with ``--model``; then ``find_duplicates`` runs at several candidate cuts, with the
-pixel verification (the default) and without it (a single embedding distance). A pair counts as found when both
-images land in one group; the truth is "copies of one picture" (exact copies included).
+The set: ``--distinct`` pictures of the bundled world with two or three objects; for ``--share`` of them one copy per
+edit (half size, JPEG quality 30, a 10% crop, a turn of 1 to 3 degrees, 20% brighter); 10 byte-identical copies; and
+``--hard`` hard negatives, a third each: one object recoloured, moved, or given another shape at the same place. The
+pictures are indexed in a store with ``--model``, and ``find_duplicates`` runs with the defaults. A pair counts as
+found when both images land in one group; the truth is "copies of one picture". ``--checkout DIR`` runs the same
+store through another checkout's ``find_duplicates`` (its own defaults) for a before/after table.
 
-Then the time: ``--vectors`` random unit vectors with planted near-duplicate pairs, stored and deduplicated without
-reading files (verification needs the files; its cost is per image in a candidate pair, reported from the first
-part).
+Then the time at scale: ``--vectors`` random unit vectors with planted near pairs, through the candidate search and
+grouping alone (verification needs files; its cost per image is in the first part).
 """
 
 from __future__ import annotations
@@ -20,15 +21,68 @@ import argparse
 import itertools
 import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+EXPECTED = {"half": "resized", "jpeg30": "re-encoded", "crop10": "cropped", "rotate3": "turned", "brighter": "edited",
+            "copy": "exact"}  # fmt: skip
+
+#: Run in another checkout: its find_duplicates on the store, the groups as JSON on stdout.
+_OTHER = """
+import json, sys, logging
+logging.disable(logging.WARNING)
+from clipzero import EmbeddingStore, find_duplicates
+with EmbeddingStore(sys.argv[1]) as store:
+    report = find_duplicates(store)
+print(json.dumps({"seconds": report.seconds, "groups": [[m.path for m in g.members] for g in report.groups]}))
+"""
+
 
 def pairs_of(groups: list[list[str]]) -> set[frozenset[str]]:
     return {frozenset(p) for g in groups for p in itertools.combinations(sorted(set(g)), 2)}
+
+
+def kind_of(name: str) -> str:
+    """The edit or change in a file's name (``img00012-crop10.png`` -> crop10), or ``original``."""
+    stem = Path(name).stem
+    return stem.split("-", 1)[1] if "-" in stem else "original"
+
+
+def score(groups: list[list[str]], truth: dict[str, str]) -> dict[str, object]:
+    """Pair precision and recall; recall per edit (the copy grouped with its original); false groupings per hard
+    negative kind (the changed scene grouped with its source)."""
+    copies: dict[str, list[str]] = {}
+    for name, original in truth.items():
+        copies.setdefault(original, []).append(name)
+    true = pairs_of([names for names in copies.values() if len(names) > 1])
+    found = pairs_of([[Path(p).name for p in g] for g in groups])
+    hits = len(found & true)
+    per_edit: Counter[str] = Counter()
+    per_hard: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    for name, original in truth.items():
+        kind = kind_of(name)
+        if kind == "original":
+            continue
+        source = f"{name.split('-')[0]}.png"
+        totals[kind] += 1
+        together = frozenset((name, source)) in found
+        if original == name:  # a hard negative: together is a false grouping
+            per_hard[kind] += together
+        else:
+            per_edit[kind] += together
+    return {"pairs_found": len(found), "true_pairs": len(true), "precision": hits / max(len(found), 1),
+            "recall": hits / max(len(true), 1), "false_pairs": len(found - true),
+            "recall_by_edit": {k: f"{per_edit[k]}/{totals[k]}" for k in totals if k in EXPECTED},
+            "grouped_hard_negatives": {k: f"{per_hard[k]}/{totals[k]}" for k in totals
+                                       if k not in EXPECTED}}  # fmt: skip
 
 
 def main() -> None:
@@ -36,66 +90,78 @@ def main() -> None:
     parser.add_argument("--model", default="clipzero-shapes")
     parser.add_argument("--distinct", type=int, default=300)
     parser.add_argument("--share", type=float, default=0.3)
+    parser.add_argument("--hard", type=int, default=90)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkout", type=Path, help="also run this checkout's find_duplicates (before/after)")
     parser.add_argument("--vectors", type=int, default=100_000)
-    parser.add_argument("--dim", type=int, help="vector size for the timing (default: the model's)")
-    parser.add_argument("--seed", type=int, default=0, help="draws a different set (the defaults were chosen on 0)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
     from clipzero import EmbeddingStore, load_model
-    from clipzero.dedup import default_threshold, find_duplicates
+    from clipzero.dedup import find_duplicates
     from clipzero.synthetic.edits import write_duplicate_set
 
-    results: dict[str, object] = {"model": args.model}
     folder = Path(tempfile.mkdtemp(prefix="clipzero-dedup-"))
     truth = write_duplicate_set(folder / "images", args.distinct, edited_share=args.share, exact_copies=10,
-                                seed=args.seed)
-    copies: dict[str, list[str]] = {}
-    for name, original in truth.items():
-        copies.setdefault(original, []).append(name)
-    true = pairs_of([names for names in copies.values() if len(names) > 1])
+                                hard_negatives=args.hard, seed=args.seed, n_objects=(2, 3))  # fmt: skip
     encoder = load_model(args.model)
-    store = EmbeddingStore(folder / "store", encoder)
-    store.add(sorted(str(p) for p in (folder / "images").iterdir()))
-    default = default_threshold(encoder.id)
-    rows = []
-    for cut in sorted({0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, default}):
-        for verify in (True, False):
-            report = find_duplicates(store, cut, verify=verify)
-            found = pairs_of([[Path(m.path).name for m in g.members] for g in report.groups])
-            hits = len(found & true)
-            rows.append({"cut": cut, "verify": verify, "precision": hits / max(len(found), 1),
-                         "recall": hits / len(true), "groups": len(report.groups), "seconds": report.seconds,
-                         "default": cut == default})  # fmt: skip
-    results["set"] = {"files": len(truth), "true_pairs": len(true), "rows": rows}
+    start = time.perf_counter()
+    with EmbeddingStore(folder / "store", encoder) as store:
+        store.add(sorted(str(p) for p in (folder / "images").iterdir()))
+    index_seconds = time.perf_counter() - start
+    results: dict[str, object] = {"model": args.model, "seed": args.seed, "files": len(truth),
+                                  "index_seconds": index_seconds, "cpus": os.cpu_count()}  # fmt: skip
+    with EmbeddingStore(folder / "store") as store:
+        report = find_duplicates(store)
+        loose = find_duplicates(store, verify=False)
+    runs = {"this checkout": (report.seconds, [[m.path for m in g.members] for g in report.groups]),
+            "embedding cut alone": (loose.seconds, [[m.path for m in g.members] for g in loose.groups])}
+    if args.checkout:
+        other = subprocess.run([sys.executable, "-c", _OTHER, str(folder / "store")], capture_output=True, text=True,
+                               cwd=args.checkout, env={**os.environ, "PYTHONPATH": str(args.checkout.resolve())},
+                               check=True)  # fmt: skip
+        data = json.loads(other.stdout)
+        runs[f"checkout {args.checkout}"] = (data["seconds"], data["groups"])
+    results["runs"] = {name: {"seconds": seconds, **score(groups, truth)} for name, (seconds, groups) in runs.items()}
+    named = Counter()
+    for group in report.groups:
+        for member in group.others:
+            kind = kind_of(Path(member.path).name)
+            if kind in EXPECTED and truth.get(Path(member.path).name) == Path(group.keep.path).name:
+                expected = EXPECTED[kind]
+                got = "exact" if group.kind == "exact" else "+".join(member.kinds)
+                named[(kind, got == expected)] += 1
+    results["kinds_named"] = {k: f"{named[(k, True)]}/{named[(k, True)] + named[(k, False)]}" for k in EXPECTED}
 
-    # Time at scale: random vectors, 1% of them with a planted near copy.
-    rng = np.random.default_rng(0)
-    n, dim = args.vectors, args.dim or encoder.embed_dim
+    rng = np.random.default_rng(0)  # the candidate search at scale: random vectors, 1% with a planted near copy
+    n, dim = args.vectors, encoder.embed_dim
     base = rng.standard_normal((n, dim)).astype(np.float32)
     planted = rng.choice(n, n // 100, replace=False)
     base[planted[1::2]] = base[planted[::2]] + 0.05 * rng.standard_normal((len(planted[1::2]), dim)).astype("f4")
     base /= np.linalg.norm(base, axis=1, keepdims=True)
-    from clipzero.dedup import _components, _pairs  # the search and grouping steps, without files
+    from clipzero.dedup import _pairs
+    from clipzero.dedupverify import components
 
     start = time.perf_counter()
     pairs = _pairs(base, 0.9)
-    groups = _components(pairs)
-    seconds = time.perf_counter() - start
-    results["scale"] = {"vectors": n, "dim": dim, "seconds": seconds, "pairs": len(pairs), "groups": len(groups),
-                        "planted_pairs": len(planted) // 2}  # fmt: skip
+    groups = components(pairs)
+    results["scale"] = {"vectors": n, "dim": dim, "seconds": time.perf_counter() - start, "pairs": len(pairs),
+                        "groups": len(groups), "planted_pairs": len(planted) // 2}  # fmt: skip
     if args.json:
         print(json.dumps(results, indent=1))
         return
-    print(f"model {args.model}; seed {args.seed}; {len(truth)} files, {len(true)} true pairs; default candidate cut "
-          f"{default}")
-    print("| candidate cut | pixel check | pair precision | pair recall | groups |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        mark = " (default)" if r["default"] and r["verify"] else ""
-        print(f"| {r['cut']}{mark} | {'yes' if r['verify'] else 'no'} | {r['precision']:.3f} | {r['recall']:.3f} | "
-              f"{r['groups']} |")  # fmt: skip
+    print(f"model {args.model}; seed {args.seed}; {len(truth)} files; indexed in {index_seconds:.1f} s; "
+          f"{os.cpu_count()} CPUs")  # fmt: skip
+    print("| run | pair precision | pair recall | false pairs | seconds | recall by edit | hard negatives grouped |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results["runs"].items():  # type: ignore[attr-defined]
+        edits = ", ".join(f"{k} {v}" for k, v in r["recall_by_edit"].items())
+        hard = ", ".join(f"{k} {v}" for k, v in r["grouped_hard_negatives"].items())
+        print(f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['false_pairs']} | {r['seconds']:.1f} | "
+              f"{edits} | {hard} |")  # fmt: skip
+    named_right = ", ".join(f"{k} {v}" for k, v in results["kinds_named"].items())  # type: ignore[attr-defined]
+    print(f"\nkinds named right: {named_right}")
     s = results["scale"]
     print(f"\n{s['vectors']:,} vectors of {s['dim']} dimensions: range search and grouping {s['seconds']:.2f} s, "  # type: ignore[index]
           f"{s['pairs']} pairs in {s['groups']} groups ({s['planted_pairs']} planted)")  # type: ignore[index]

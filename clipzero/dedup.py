@@ -198,7 +198,8 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
         if len(names) > 1 and "exact" in allowed:
             report.groups.append(_ranked("exact", [looks.member(p, 1.0, shas[row]) for p in names]))
     if not exact_only and len(ids) > 1:
-        first = [paths.get(int(i), [""])[0] for i in ids.tolist()]
+        # a row's path in near groups: the one its exact group keeps (the same bytes under the shortest name)
+        first = [max(paths.get(int(i), [""]), key=lambda p: (-len(p), p)) for i in ids.tolist()]
         pairs = _pairs(vectors, cut)
         if verify:
             for keep, members in near_verified(pairs, first, vectors, looks.of,

@@ -22,6 +22,9 @@ _LAYOUT_NEIGHBOURS = 8
 #: Pairs this close by their vectors go to verification even when their layouts differ (a heavy crop).
 _SURE = 0.95
 
+#: Pairs verified in parallel before the joined ones are skipped.
+_BATCH = 32
+
 
 def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.ndarray,
                   look: Callable[[str], Picture | None], rank: Callable[[int], tuple[Any, ...]], allowed: set[str],
@@ -42,8 +45,9 @@ def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.nd
     pictures = {r: p for r, p in zip(rows, found) if p is not None}
     candidates = {(a, b) for a, b in pairs if a in pictures and b in pictures} | layout_pairs(pictures)
     order = {r: rank(r) for r in pictures}
-    screened = sorted((a, b) if order[a] > order[b] else (b, a) for a, b in candidates  # the likely keep first
-                      if float(vectors[a] @ vectors[b]) >= _SURE or screen(pictures[a], pictures[b]))
+    screened = [(a, b) if order[a] > order[b] else (b, a) for a, b in candidates  # the likely keep first
+                if float(vectors[a] @ vectors[b]) >= _SURE or screen(pictures[a], pictures[b])]
+    screened.sort(key=lambda pair: (order[pair[0]], order[pair[1]]), reverse=True)  # likely keeps' pairs first
     matches: dict[tuple[int, int], Match | None] = {}
 
     def verified(pair: tuple[int, int]) -> Match | None:
@@ -55,9 +59,18 @@ def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.nd
 
     inner = cv2.getNumThreads()
     cv2.setNumThreads(1)  # the pairs run in parallel: OpenCV's own threads would only compete
+    joined = _Joined()
+    edges = []
     try:
         with ThreadPoolExecutor(threads) as pool:
-            edges = [pair for pair, match in zip(screened, pool.map(verified, screened)) if match is not None]
+            for start in range(0, len(screened), _BATCH):
+                # a pair already joined through verified pairs adds nothing: the groups are checked against the kept
+                # picture afterwards anyway (a burst's copies need not be compared with each other)
+                batch = [pair for pair in screened[start : start + _BATCH] if not joined.same(*pair)]
+                for pair, match in zip(batch, pool.map(verified, batch)):
+                    if match is not None:
+                        edges.append(pair)
+                        joined.join(*pair)
     finally:
         cv2.setNumThreads(inner)
     groups = []
@@ -98,22 +111,34 @@ def layout_pairs(pictures: dict[int, Picture]) -> set[tuple[int, int]]:
     return out
 
 
-def components(pairs: list[tuple[int, int]]) -> list[set[int]]:
-    """The connected components of a graph given by its edges."""
-    parent: dict[int, int] = {}
+class _Joined:
+    """Union-find over rows."""
 
-    def root(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def root(self, x: int) -> int:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
         return x
 
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
+    def same(self, a: int, b: int) -> bool:
+        return self.root(a) == self.root(b)
+
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.root(a), self.root(b)
         if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def components(pairs: list[tuple[int, int]]) -> list[set[int]]:
+    """The connected components of a graph given by its edges."""
+    joined = _Joined()
+    for a, b in pairs:
+        joined.join(a, b)
     groups: dict[int, set[int]] = {}
-    for x in parent:
-        groups.setdefault(root(x), set()).add(x)
+    for x in list(joined.parent):
+        groups.setdefault(joined.root(x), set()).add(x)
     return list(groups.values())

@@ -42,6 +42,7 @@ WORK_SIDE = 256
 _CHANGE_LEVEL = 30.0  # a pixel differs when it is this far (0-255) from the other's 3 x 3 neighbourhood
 _MIN_REGION = 6  # pixels: smaller specks are compression noise
 _MIN_INLIERS = 8
+_TURN = math.radians(0.5)  # the smallest turn named as one
 _OUTSIDE = 0.02  # of the copy's frame outside the kept one (beyond a turn's corners): a copy shows nothing new
 _MIN_KEPT = 0.5  # of the kept picture's area that a crop still shows
 _SCREEN_LAYOUT, _SCREEN_COLOUR = 0.75, 0.4  # step 1: measured, every edited copy above both
@@ -169,7 +170,8 @@ def compare(keep: Picture, other: Picture) -> Match | None:
     match, m = found
     if frame is not None and m is frame:  # the frames alone: refined for the kinds (a small turn passes as none)
         refined = _refine(keep, other, m)
-        if refined is not None and _similarity(refined) and np.abs(refined - m).max() > 0.05:
+        if refined is not None and abs(math.atan2(float(refined[1, 0]), float(refined[0, 0]))) >= _TURN and \
+                _similarity(refined):  # fmt: skip
             return _check(keep, other, refined) or match
     return match
 
@@ -280,7 +282,7 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> Match | None:
         change = _change(y, np.clip(gain * x + offset, 0, 255), inside, cv2)
         if best is None or change < best[0]:
             best = (change, gain if x is warped else 1 / gain, offset if x is warped else -offset / gain)
-        if change < CHANGE_CUT:
+        if change < CHANGE_CUT or change > 30 * CHANGE_CUT:  # the other way only helps a near miss (clipping)
             break
     assert best is not None
     change, gain, offset = best
@@ -292,7 +294,7 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> Match | None:
     sample = warped[inside][::9]
     shift = float(np.abs((gain - 1) * sample + offset).max(1).mean()) if len(sample) else 0.0  # levels, 0-255
     kinds = [k for k, on in (("resized", abs(scale - 1) > 0.03), ("cropped", kept < 0.97),
-                             ("turned", abs(angle) >= 0.5), ("edited", shift > 6)) if on]  # fmt: skip
+                             ("turned", abs(math.radians(angle)) >= _TURN), ("edited", shift > 6)) if on]  # fmt: skip
     return Match(tuple(kinds) or ("re-encoded",), float(kept), angle, scale, change)
 
 
