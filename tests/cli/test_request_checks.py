@@ -105,6 +105,7 @@ def test_a_precision_or_device_the_machine_lacks_is_a_wrong_request(tmp_path: Pa
         (["mcp", "--model", "clipzero-shapes", "--root", "{dir}"], ("mcp",), "mcp"),
         (["prompts", "describe", "--labels", "a", "--out", "{dir}/d.yaml", "--llm-url", "http://127.0.0.1:9/v1",
           "--llm-model", "m"], ("httpx",), "llm"),
+        (["dedup", "--store", "{dir}/store", "--out", "{dir}/groups.csv"], ("cv2",), "dedup"),
     ],
 )  # fmt: skip
 def test_a_missing_extra_is_named_before_any_work(
