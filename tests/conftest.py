@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["tests.llm_server"]  # the llm_server fixture: an OpenAI-compatible server on 127.0.0.1
+
+# fp32 wherever `auto` would pick bf16 (a CPU with native bf16), from the first fixture on and in every process a
+# test starts: the suite's numbers are then the same on every machine. A test of the precision choice removes it.
+os.environ["CLIPZERO_PRECISION"] = "fp32"
 
 #: A small open_clip architecture (about 3.5M parameters, most of them the token embedding): fast on a CPU.
 TINY_CFG = {
@@ -34,7 +39,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("CLIPZERO_MODEL", raising=False)
-    monkeypatch.delenv("CLIPZERO_PRECISION", raising=False)
+    monkeypatch.setenv("CLIPZERO_PRECISION", "fp32")  # see the top of this file
     monkeypatch.delenv("CLIPZERO_TEMPLATES", raising=False)
     monkeypatch.delenv("CLIPZERO_CONFIG", raising=False)
     for name in ("CLIPZERO_DEVICE", "CLIPZERO_LLM_URL", "CLIPZERO_LLM_MODEL", "CLIPZERO_LLM_API_KEY"):

@@ -102,7 +102,7 @@ def test_classify_reuses_stored_embeddings(tiny_model_dir: Path, tmp_path: Path)
     code = (
         "import sys, clipzero\n"
         f"store = clipzero.EmbeddingStore({str(store)!r})\n"
-        "encoder = clipzero.load_model(store.model_spec)\n"
+        "encoder = clipzero.load_model(store.model_spec, precision='fp32')\n"  # the store's: auto is bf16 on AVX-512
         "clf = clipzero.ZeroShotClassifier(encoder, ['red', 'green'], templates='photo')\n"
         "with_store = clf.classify(sys.argv[1:], store=store)\n"
         "print(encoder.images_encoded)\n"

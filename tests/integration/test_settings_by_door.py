@@ -49,8 +49,11 @@ def _served_precision(env: dict[str, str], home: Path) -> tuple[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["environment", "config file"])
-def test_every_door_reports_the_configured_precision(source: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_every_door_reports_the_configured_precision(source: str, tiny_model_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from clipzero.synthetic.tasks import write_task
+
+    monkeypatch.delenv("CLIPZERO_PRECISION")  # the suite's own fp32 would win over a config file
 
     # A precision that is not this machine's own default, so a door that ignored the setting would show.
     wanted = "int8" if source == "environment" else ("fp32" if _machine_default() != "fp32" else "bf16")

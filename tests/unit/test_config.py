@@ -10,6 +10,12 @@ from clipzero import ConfigError
 from clipzero.config import DEFAULT_MODEL, config_path, load_settings
 
 
+@pytest.fixture(autouse=True)
+def _no_precision_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about where settings come from: the suite's own CLIPZERO_PRECISION is not one of them."""
+    monkeypatch.delenv("CLIPZERO_PRECISION", raising=False)
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     home = tmp_path / "clipzero-home"
     home.mkdir(exist_ok=True)
