@@ -167,9 +167,11 @@ def test_a_cached_request_answers_while_heavy_ui_calls_and_an_attack_run(server:
 
 
 def test_a_request_past_its_deadline_stops_decoding(tmp_path: Path, huge: bytes) -> None:
-    process, url = start_server("--request-timeout", "2", "--no-ui", home=tmp_path / "home")
+    process, url = start_server("--request-timeout", "2", "--no-ui", "--max-upload-mb", "32", "--max-request-pixels",
+                                "1100000000", home=tmp_path / "home")  # fmt: skip
     try:
-        files = [("images", (f"huge-{i}.png", huge, "image/png")) for i in range(4)]
+        # enough that decoding them all takes well past the 2 s deadline on a fast CPU too (4 did not, on one)
+        files = [("images", (f"huge-{i}.png", huge, "image/png")) for i in range(16)]
         started = time.monotonic()
         reply = httpx.post(f"{url}/v1/classify", files=files, data={"labels": "a, b"}, timeout=120)
         assert reply.status_code == 503 and reply.json()["error"]["type"] == "DeadlineExceeded"
