@@ -10,8 +10,9 @@ Dedup finds candidate pairs by their vectors; this module decides each pair on i
    pictures with too few features); each refined by ECC. Only similarity transforms count (scale, turn, shift, no
    shear), and the copy must lie inside the kept picture's frame (a moved object is not a crop; a picture that shows
    more than the kept one is not its copy).
-3. **compare**: with the transform applied, one gain and one offset per colour channel are fitted (a brightness,
-   contrast or colour-cast edit, clipping at white allowed), trimmed so that a changed region is not fitted away;
+3. **compare**: with the transform applied, one gain for every channel and an offset per colour channel are fitted
+   (a brightness, contrast or colour-cast edit, clipping at white allowed), trimmed so that a changed region is not
+   fitted away;
    then every pixel's difference beyond a one-pixel slip is measured in brightness and, more coarsely, in colour
    (JPEG keeps colour at half resolution). Changed regions of more than a few pixels, summed, must stay under
    :data:`CHANGE_CUT` of the compared area: a recoloured, moved or reshaped object fails; compression does not.
@@ -74,11 +75,6 @@ class Picture:
             size = (max(1, w // _COARSE), max(1, h // _COARSE))
             self._small = cv2.resize(self.rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
         return self._small
-
-    @property
-    def scale(self) -> float:
-        """Working pixels per pixel of the file."""
-        return self.rgb.shape[1] / max(self.width, 1)
 
     def features(self) -> tuple[np.ndarray, Any]:
         if self._features is None:
