@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ import numpy as np
 
 from .dedupverify import components, near_verified
 from .errors import ConfigError
+from .samepicture import KINDS  # the kinds of copy a near member may be (numpy only: OpenCV loads when used)
 from .video import parse_frame_name, source_file
 
 if TYPE_CHECKING:
@@ -57,9 +58,6 @@ MEASURED_THRESHOLDS = {"clipzero-shapes": 0.4}
 #: The candidate cut for families not measured here (real CLIP models keep edited copies of a photo far above it);
 #: measure your own set with ``python benchmarks/dedup.py --model SPEC``.
 DEFAULT_THRESHOLD = 0.8
-
-#: The kinds of copy a near member may be, relative to the image to keep (several may apply).
-KINDS = ("exact", "resized", "re-encoded", "cropped", "turned", "edited")
 
 #: At most this many neighbours per image are kept (a burst of near-identical photos still makes one group).
 _MAX_NEIGHBOURS = 64
@@ -157,8 +155,8 @@ def check_request(threshold: float | None = None, out: str | os.PathLike[str] | 
 
 
 def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, exact_only: bool = False,
-                    verify: bool = True, kinds: Iterable[str] | None = None,
-                    workers: int | None = None) -> DedupReport:  # fmt: skip
+                    verify: bool = True, kinds: Iterable[str] | None = None, workers: int | None = None,
+                    stop: Callable[[], None] | None = None) -> DedupReport:  # fmt: skip
     """Group a store's duplicate images.
 
     Args:
@@ -171,6 +169,7 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
         kinds: only near members whose every kind is among these (``{"resized", "re-encoded"}``: leave crops, turns
             and edits alone); default every kind.
         workers: threads for the verification (default: the machine's cores, at most 8).
+        stop: called between steps of the verification; raises to stop the work (a server's request deadline).
 
     Returns:
         A :class:`DedupReport`: exact groups first, then near groups, larger groups first.
@@ -203,7 +202,8 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
         pairs = _pairs(vectors, cut)
         if verify:
             for keep, members in near_verified(pairs, first, vectors, looks.of,
-                                               lambda r: _rank(looks.member(first[r], 1.0, shas[r])), allowed, workers):
+                                               lambda r: _rank(looks.member(first[r], 1.0, shas[r])), allowed, workers,
+                                               stop or (lambda: None)):  # fmt: skip
                 others = [replace(looks.member(first[r], 1.0, shas[r]), match=match,
                                   similarity=min(float(vectors[r] @ vectors[keep]), 1.0)) for r, match in members]
                 report.groups.append(DuplicateGroup("near", looks.member(first[keep], 1.0, shas[keep]),

@@ -28,13 +28,15 @@ _BATCH = 32
 
 def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.ndarray,
                   look: Callable[[str], Picture | None], rank: Callable[[int], tuple[Any, ...]], allowed: set[str],
-                  workers: int | None) -> list[tuple[int, list[tuple[int, Match]]]]:  # fmt: skip
+                  workers: int | None, stop: Callable[[], None],
+                  ) -> list[tuple[int, list[tuple[int, Match]]]]:  # fmt: skip
     """Candidates (vectors and layouts), screened, verified; groups as (the row to keep, [(a member's row, its match
     to the kept picture)]), each member verified against the kept picture itself, not through a chain of others.
 
     Args:
         look: a path's picture (None: unreadable), safe to call from several threads.
         rank: a row's claim to be kept (the highest is kept).
+        stop: called before each batch of pairs; raises to end the work.
     """
     from .samepicture import compare, screen
 
@@ -43,6 +45,7 @@ def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.nd
     with ThreadPoolExecutor(threads) as pool:  # decoding and OpenCV release the GIL
         found = list(pool.map(lambda r: look(first[r]), rows))
     pictures = {r: p for r, p in zip(rows, found) if p is not None}
+    stop()
     candidates = {(a, b) for a, b in pairs if a in pictures and b in pictures} | layout_pairs(pictures)
     order = {r: rank(r) for r in pictures}
     screened = [(a, b) if order[a] > order[b] else (b, a) for a, b in candidates  # the likely keep first
@@ -64,6 +67,7 @@ def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.nd
     try:
         with ThreadPoolExecutor(threads) as pool:
             for start in range(0, len(screened), _BATCH):
+                stop()
                 # a pair already joined through verified pairs adds nothing: the groups are checked against the kept
                 # picture afterwards anyway (a burst's copies need not be compared with each other)
                 batch = [pair for pair in screened[start : start + _BATCH] if not joined.same(*pair)]
@@ -77,6 +81,7 @@ def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.nd
     for component in components(edges):
         left = set(component)
         while len(left) > 1:
+            stop()
             keep = max(left, key=lambda r: order[r])
             members = []
             for r in sorted(left - {keep}):

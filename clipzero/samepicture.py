@@ -12,10 +12,9 @@ Dedup finds candidate pairs by their vectors; this module decides each pair on i
    more than the kept one is not its copy).
 3. **compare**: with the transform applied, one gain for every channel and an offset per colour channel are fitted
    (a brightness, contrast or colour-cast edit, clipping at white allowed), trimmed so that a changed region is not
-   fitted away;
-   then every pixel's difference beyond a one-pixel slip is measured in brightness and, more coarsely, in colour
-   (JPEG keeps colour at half resolution). Changed regions of more than a few pixels, summed, must stay under
-   :data:`CHANGE_CUT` of the compared area: a recoloured, moved or reshaped object fails; compression does not.
+   fitted away; then every pixel's difference beyond a one-pixel slip is measured in brightness and, more coarsely,
+   in colour (JPEG keeps colour at half resolution). Changed regions of more than a few pixels, summed, must stay
+   under :data:`CHANGE_CUT` of the compared area: a recoloured, moved or reshaped object fails; compression does not.
 
 The transform and the fit name the kind of copy (:data:`KINDS`). Needs OpenCV (``pip install 'clipzero[dedup]'``).
 """
@@ -65,6 +64,7 @@ class Picture:
     colours: np.ndarray  # (108,): the screen's colour layout
     _features: tuple[np.ndarray, Any] | None = None
     _small: np.ndarray | None = None
+    _half: np.ndarray | None = None
 
     def small(self) -> np.ndarray:
         """The pixels at a quarter of the working size (float32), for the coarse check."""
@@ -75,6 +75,16 @@ class Picture:
             size = (max(1, w // _COARSE), max(1, h // _COARSE))
             self._small = cv2.resize(self.rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
         return self._small
+
+    def half(self) -> np.ndarray:
+        """The grey at half the working size (float32), for ECC."""
+        if self._half is None:
+            import cv2
+
+            h, w = self.grey.shape
+            size = (max(1, w // 2), max(1, h // 2))
+            self._half = cv2.resize(self.grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        return self._half
 
     def features(self) -> tuple[np.ndarray, Any]:
         if self._features is None:
@@ -128,14 +138,13 @@ def compare(keep: Picture, other: Picture) -> Match | None:
     tried: list[np.ndarray] = []
     rough: list[np.ndarray] = []
 
-    def attempt(transform: np.ndarray | None, refine: bool) -> tuple[Match, np.ndarray] | None:
-        if transform is None:
-            return None
-        if any(np.abs(transform - t).max() < 0.25 for t in rough):
+    def attempt(transform: np.ndarray | None, refine: bool, close: bool | None = None,
+                ) -> tuple[Match, np.ndarray] | None:  # fmt: skip
+        if transform is None or any(np.abs(transform - t).max() < 0.25 for t in rough):
             return None
         rough.append(transform)
-        if _coarse_change(keep, other, transform) > _COARSE_CUT:  # not even roughly the same: no refining
-            return None
+        if not (close if close is not None else _coarse_change(keep, other, transform) <= _COARSE_CUT):
+            return None  # not even roughly the same: no refining
         candidates = [transform]
         if refine:
             refined = _refine(keep, other, transform)
@@ -151,13 +160,13 @@ def compare(keep: Picture, other: Picture) -> Match | None:
         return None
 
     frame = _frame(keep, other)
-    found = attempt(frame, False) or attempt(_by_features(keep, other, cv2), True)
+    frame_close = frame is not None and _coarse_change(keep, other, frame) <= _COARSE_CUT
+    found = attempt(frame, False, frame_close) or attempt(_by_features(keep, other, cv2), True)
     for placed in [] if found else _placements(keep, other, cv2):
         found = attempt(placed, True)
         if found:
             break
-    if found is None and frame is not None and rough and np.abs(frame - rough[0]).max() < 0.25 and \
-            _coarse_change(keep, other, frame) <= _COARSE_CUT:  # fmt: skip
+    if found is None and frame is not None and frame_close:
         refined = _refine(keep, other, frame)  # a small turn with too few features: the frame, refined
         if refined is not None and _similarity(refined) and (match := _check(keep, other, refined)) is not None:
             found = (match, refined)
@@ -233,11 +242,9 @@ def _refine(a: Picture, b: Picture, m: np.ndarray) -> np.ndarray | None:
     half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]], np.float32)
     start = half @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(half)
     warp = np.asarray(cv2.invertAffineTransform(start[:2].astype(np.float32)), np.float32)  # a -> b, as ECC wants
-    small = [cv2.resize(p.grey, (max(1, p.grey.shape[1] // 2), max(1, p.grey.shape[0] // 2)),
-                        interpolation=cv2.INTER_AREA).astype(np.float32) for p in (a, b)]  # fmt: skip
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
     try:
-        _, warp = cv2.findTransformECC(small[0], small[1], warp, cv2.MOTION_AFFINE, criteria, None, 3)
+        _, warp = cv2.findTransformECC(a.half(), b.half(), warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:  # did not converge: the hypothesis stands as it was
         return None
     found = np.linalg.inv(half) @ np.vstack([cv2.invertAffineTransform(warp), [0, 0, 1]]) @ half

@@ -410,11 +410,11 @@ class Service:
               deadline: float | None = None, kinds: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
         """The store's duplicate groups (:func:`clipzero.dedup.find_duplicates`), one run at a time."""
         from ..dedup import find_duplicates
-
         if self.store is None:
             raise NotAvailable("this server has no embedding store (start it with --store DIR)")
-        with self._dedup_lock:
-            return find_duplicates(self.store, threshold, exact_only=exact_only, verify=verify, kinds=kinds).to_dict()
+        with self._dedup_lock:  # and the work stops once the request's time is up, not only its reply
+            return find_duplicates(self.store, threshold, exact_only=exact_only, verify=verify, kinds=kinds,
+                                   stop=lambda: check_deadline(deadline, "the dedup")).to_dict()
 
     def close(self) -> None:
         self.batcher.close()

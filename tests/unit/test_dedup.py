@@ -126,6 +126,21 @@ def test_kinds_choose_which_copies_are_listed(library: tuple[Path, Path]) -> Non
     assert not any(name.endswith(("-crop10.png", "-rotate3.png", "-brighter.png")) for name in members), members
 
 
+def test_a_stop_ends_the_verification(library: tuple[Path, Path]) -> None:
+    """How a server ends a dedup past its deadline: the hook raises between batches, and nothing goes on."""
+    _, store = library
+    calls: list[int] = []
+
+    def stop() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise TimeoutError("past the deadline")
+
+    with EmbeddingStore(store) as opened, pytest.raises(TimeoutError, match="past the deadline"):
+        find_duplicates(opened, stop=stop)
+    assert len(calls) == 2
+
+
 def test_the_same_bytes_are_an_exact_group(library: tuple[Path, Path]) -> None:
     _, store = library
     with EmbeddingStore(store) as opened:
