@@ -38,9 +38,23 @@ def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.nd
         rank: a row's claim to be kept (the highest is kept).
         stop: called before each batch of pairs; raises to end the work.
     """
-    from .samepicture import compare, screen
+    import cv2
 
-    threads = workers or min(os.cpu_count() or 1, 8)
+    inner = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the pictures and the pairs run in parallel: OpenCV's own threads would only compete
+    try:
+        return _verified_groups(pairs, first, vectors, look, rank, allowed, workers or min(os.cpu_count() or 1, 8),
+                                stop)  # fmt: skip
+    finally:
+        cv2.setNumThreads(inner)
+
+
+def _verified_groups(pairs: list[tuple[int, int]], first: list[str], vectors: np.ndarray,
+                     look: Callable[[str], Picture | None], rank: Callable[[int], tuple[Any, ...]], allowed: set[str],
+                     threads: int, stop: Callable[[], None],
+                     ) -> list[tuple[int, list[tuple[int, Match]]]]:  # fmt: skip
+    from .samepicture import Match, decide, screen
+
     rows = sorted({r for pair in pairs for r in pair})
     with ThreadPoolExecutor(threads) as pool:  # decoding and OpenCV release the GIL
         found = list(pool.map(lambda r: look(first[r]), rows))
@@ -52,31 +66,35 @@ def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.nd
                 if float(vectors[a] @ vectors[b]) >= _SURE or screen(pictures[a], pictures[b])]
     screened.sort(key=lambda pair: (order[pair[0]], order[pair[1]]), reverse=True)  # likely keeps' pairs first
     matches: dict[tuple[int, int], Match | None] = {}
+    differ: dict[int, set[int]] = {}  # rows that line up with a row and differ from it: a changed scene
 
     def verified(pair: tuple[int, int]) -> Match | None:
         if pair not in matches:
-            matches[pair] = compare(pictures[pair[0]], pictures[pair[1]])
+            found = decide(pictures[pair[0]], pictures[pair[1]])
+            matches[pair] = found if isinstance(found, Match) else None
+            if found is True:
+                differ.setdefault(pair[0], set()).add(pair[1])
+                differ.setdefault(pair[1], set()).add(pair[0])
         return matches[pair]
 
-    import cv2
+    def known(a: int, b: int) -> bool:
+        """Joined already, or a differs from a copy of b (or b from a copy of a): a changed scene differs from
+        every copy of the scene, so the pair need not be compared."""
+        return joined.same(a, b) or any(joined.same(z, b) for z in differ.get(a, ())) or \
+            any(joined.same(z, a) for z in differ.get(b, ()))  # fmt: skip
 
-    inner = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # the pairs run in parallel: OpenCV's own threads would only compete
     joined = _Joined()
     edges = []
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            for start in range(0, len(screened), _BATCH):
-                stop()
-                # a pair already joined through verified pairs adds nothing: the groups are checked against the kept
-                # picture afterwards anyway (a burst's copies need not be compared with each other)
-                batch = [pair for pair in screened[start : start + _BATCH] if not joined.same(*pair)]
-                for pair, match in zip(batch, pool.map(verified, batch)):
-                    if match is not None:
-                        edges.append(pair)
-                        joined.join(*pair)
-    finally:
-        cv2.setNumThreads(inner)
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(screened), _BATCH):
+            stop()
+            # a pair already joined through verified pairs adds nothing: the groups are checked against the kept
+            # picture afterwards anyway (a burst's copies need not be compared with each other)
+            batch = [pair for pair in screened[start : start + _BATCH] if not known(*pair)]
+            for pair, match in zip(batch, pool.map(verified, batch)):
+                if match is not None:
+                    edges.append(pair)
+                    joined.join(*pair)
     groups = []
     for component in components(edges):
         left = set(component)

@@ -4,17 +4,20 @@ Dedup finds candidate pairs by their vectors; this module decides each pair on i
 
 1. **screen** (vectorised, for every candidate pair): the old pixel layouts (32 x 32 grey, zero mean, the best over
    small crops) and the colour layout must be loosely alike. Edited copies pass; most merely similar pictures stop.
-2. **align**: a transform that maps one picture onto the other, from whichever of these fits: the frames themselves
-   (a resized or re-encoded copy), ORB features matched with a ratio test and a similarity transform fitted by RANSAC
-   (OpenCV's ``estimateAffinePartial2D``), or a normalised-correlation placement of one picture inside the other (for
-   pictures with too few features); each refined by ECC. Only similarity transforms count (scale, turn, shift, no
-   shear), and the copy must lie inside the kept picture's frame (a moved object is not a crop; a picture that shows
-   more than the kept one is not its copy).
+2. **align**: a transform that maps one picture onto the other, from whichever of these fits first: the frames
+   themselves (a resized or re-encoded copy), ORB features matched with a ratio test and a similarity transform
+   fitted by RANSAC (OpenCV's ``estimateAffinePartial2D``), or, for pictures with too few features to go by, a
+   normalised-correlation placement of one picture inside the other; each roughly checked at a quarter of the size,
+   then refined by ECC. Only similarity transforms count (scale, turn, shift, no shear), and the copy must lie inside
+   the kept picture's frame (a moved object is not a crop; a picture that shows more than the kept one is not its
+   copy).
 3. **compare**: with the transform applied, one gain for every channel and an offset per colour channel are fitted
    (a brightness, contrast or colour-cast edit, clipping at white allowed), trimmed so that a changed region is not
-   fitted away; then every pixel's difference beyond a one-pixel slip is measured in brightness and, more coarsely,
-   in colour (JPEG keeps colour at half resolution). Changed regions of more than a few pixels, summed, must stay
-   under :data:`CHANGE_CUT` of the compared area: a recoloured, moved or reshaped object fails; compression does not.
+   fitted away; then every pixel's difference beyond a one-pixel slip is measured in brightness and, at half the
+   size, in colour (JPEG keeps colour at half resolution). Changed regions of more than a few pixels, summed, must
+   stay under :data:`CHANGE_CUT` of the compared area: a recoloured, moved or reshaped object fails; compression
+   does not. When most of the picture lines up under a refined transform and the rest differs, the answer is final
+   (:func:`decide` says so, and dedup need not compare that changed scene with the other copies of its source).
 
 The transform and the fit name the kind of copy (:data:`KINDS`). Needs OpenCV (``pip install 'clipzero[dedup]'``).
 """
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHANGE_CUT", "KINDS", "Match", "Picture", "compare", "picture", "screen"]
+__all__ = ["CHANGE_CUT", "KINDS", "Match", "Picture", "decide", "picture", "screen"]
 
 #: Every kind of copy a match may name; a copy can be several (a crop that was also resized).
 KINDS = ("exact", "resized", "re-encoded", "cropped", "turned", "edited")
@@ -48,6 +51,9 @@ _MIN_KEPT = 0.5  # of the kept picture's area that a crop still shows
 _SCREEN_LAYOUT, _SCREEN_COLOUR = 0.75, 0.4  # step 1: measured, every edited copy above both
 _SIDE, _COLOUR_SIDE = 32, 6
 _COARSE, _COARSE_CUT = 4, 0.08  # the coarse check's size divisor and the changed share that ends a hypothesis
+_ECC = 2  # ECC works at half the working size
+_ALIGNED = 0.25  # at most this share changed under a refined transform: the pictures line up, and they differ
+_PLAIN = 150  # features: a picture with fewer is also placed by correlation
 
 
 @dataclass
@@ -67,13 +73,13 @@ class Picture:
     _half: np.ndarray | None = None
 
     def small(self) -> np.ndarray:
-        """The pixels at a quarter of the working size (float32), for the coarse check."""
+        """The pixels at a quarter of the working size, for the coarse check."""
         if self._small is None:
             import cv2
 
             h, w = self.grey.shape
             size = (max(1, w // _COARSE), max(1, h // _COARSE))
-            self._small = cv2.resize(self.rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+            self._small = cv2.resize(self.rgb, size, interpolation=cv2.INTER_AREA)
         return self._small
 
     def half(self) -> np.ndarray:
@@ -82,7 +88,7 @@ class Picture:
             import cv2
 
             h, w = self.grey.shape
-            size = (max(1, w // 2), max(1, h // 2))
+            size = (max(1, w // _ECC), max(1, h // _ECC))
             self._half = cv2.resize(self.grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
         return self._half
 
@@ -131,54 +137,47 @@ def screen(a: Picture, b: Picture) -> bool:
     return layout >= _SCREEN_LAYOUT and float(a.colours @ b.colours) >= _SCREEN_COLOUR
 
 
-def compare(keep: Picture, other: Picture) -> Match | None:
-    """Steps 2 and 3: the match of ``other`` to ``keep``, or None when they are not the same picture."""
+def decide(keep: Picture, other: Picture) -> Match | bool:
+    """Steps 2 and 3 with the reason for a no: the match of ``other`` to ``keep``; True when the two line up and
+    differ (a changed scene: it differs from every copy of either too); False when no alignment was found."""
     import cv2
 
     tried: list[np.ndarray] = []
-    rough: list[np.ndarray] = []
 
-    def attempt(transform: np.ndarray | None, refine: bool, close: bool | None = None,
-                ) -> tuple[Match, np.ndarray] | None:  # fmt: skip
-        if transform is None or any(np.abs(transform - t).max() < 0.25 for t in rough):
-            return None
-        rough.append(transform)
+    def attempt(transform: np.ndarray | None, close: bool | None = None) -> Match | bool:
+        """A hypothesis refined and checked: its match, True when the pictures line up and differ (no other
+        hypothesis can help), else False."""
+        if transform is None or any(np.abs(transform - t).max() < 0.25 for t in tried):
+            return False
         if not (close if close is not None else _coarse_change(keep, other, transform) <= _COARSE_CUT):
-            return None  # not even roughly the same: no refining
-        candidates = [transform]
-        if refine:
-            refined = _refine(keep, other, transform)
-            if refined is not None:
-                candidates.insert(0, refined)
-        for m in candidates:
-            if any(np.abs(m - t).max() < 0.25 for t in tried) or not _similarity(m):
+            tried.append(transform)
+            return False  # not even roughly the same: no refining
+        refined, differ = _refine(keep, other, transform), False
+        for m, aligned in ((refined, True), (transform, False)):
+            if m is None or any(np.abs(m - t).max() < 0.25 for t in tried) or not _similarity(m):
                 continue
             tried.append(m)
-            found = _check(keep, other, m)
-            if found is not None:
-                return found, m
-        return None
+            match, change = _check(keep, other, m)
+            if match is not None and aligned and abs(match.angle) < 1 and "turned" in match.kinds and \
+                    not _turn(transform):  # fmt: skip
+                plain, plain_change = _check(keep, other, transform)  # ECC drifts a little on a round object
+                if plain is not None and plain_change <= 1.5 * change + 1e-4:
+                    return plain  # the turn explains nothing the plain frame does not
+            if match is not None:
+                return match
+            differ = differ or (aligned and change < _ALIGNED)
+        return differ
 
     frame = _frame(keep, other)
-    frame_close = frame is not None and _coarse_change(keep, other, frame) <= _COARSE_CUT
-    found = attempt(frame, False, frame_close) or attempt(_by_features(keep, other, cv2), True)
-    for placed in [] if found else _placements(keep, other, cv2):
-        found = attempt(placed, True)
-        if found:
-            break
-    if found is None and frame is not None and frame_close:
-        refined = _refine(keep, other, frame)  # a small turn with too few features: the frame, refined
-        if refined is not None and _similarity(refined) and (match := _check(keep, other, refined)) is not None:
-            found = (match, refined)
-    if found is None:
-        return None
-    match, m = found
-    if frame is not None and m is frame:  # the frames alone: refined for the kinds (a small turn passes as none)
-        refined = _refine(keep, other, m)
-        if refined is not None and abs(math.atan2(float(refined[1, 0]), float(refined[0, 0]))) >= _TURN and \
-                _similarity(refined):  # fmt: skip
-            return _check(keep, other, refined) or match
-    return match
+    found = attempt(frame)
+    if found is False:
+        found = attempt(_by_features(keep, other, cv2))
+    if found is False and min(len(keep.features()[0]), len(other.features()[0])) < _PLAIN:
+        for placed in _placements(keep, other, cv2):  # too few features to go by: placed by correlation
+            found = attempt(placed)
+            if found is not False:
+                break
+    return found
 
 
 def _frame(a: Picture, b: Picture) -> np.ndarray | None:
@@ -239,10 +238,10 @@ def _refine(a: Picture, b: Picture, m: np.ndarray) -> np.ndarray | None:
     """ECC from ``m`` (b -> a), at half the working size: the affine that best lines b's grey up with a's."""
     import cv2
 
-    half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]], np.float32)
+    half = np.array([[1 / _ECC, 0, 0], [0, 1 / _ECC, 0], [0, 0, 1]], np.float32)
     start = half @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(half)
     warp = np.asarray(cv2.invertAffineTransform(start[:2].astype(np.float32)), np.float32)  # a -> b, as ECC wants
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3)
     try:
         _, warp = cv2.findTransformECC(a.half(), b.half(), warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:  # did not converge: the hypothesis stands as it was
@@ -251,14 +250,20 @@ def _refine(a: Picture, b: Picture, m: np.ndarray) -> np.ndarray | None:
     return np.asarray(found[:2], np.float32)
 
 
+def _turn(m: np.ndarray) -> bool:
+    """Whether the transform turns by at least :data:`_TURN`."""
+    return abs(math.atan2(float(m[1, 0]), float(m[0, 0]))) >= _TURN
+
+
 def _similarity(m: np.ndarray, tolerance: float = 0.03) -> bool:
     """A scale, a turn and a shift (what copying does), not a shear or a stretch."""
     s = math.sqrt(abs(float(np.linalg.det(m[:, :2])))) or 1e-9
     return abs(m[0, 0] - m[1, 1]) <= tolerance * s and abs(m[0, 1] + m[1, 0]) <= tolerance * s
 
 
-def _check(a: Picture, b: Picture, m: np.ndarray) -> Match | None:
-    """Step 3 under the transform ``m`` (b -> a), with the frames' overlap first."""
+def _check(a: Picture, b: Picture, m: np.ndarray) -> tuple[Match | None, float]:
+    """Step 3 under the transform ``m`` (b -> a), with the frames' overlap first: the match or None, and the changed
+    share (1.0 when the frames do not overlap as a copy's would)."""
     import cv2
 
     (ha, wa), (hb, wb) = a.grey.shape, b.grey.shape
@@ -270,19 +275,19 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> Match | None:
     turn = abs(math.tan(math.atan2(float(m[1, 0]), float(m[0, 0]))))
     outside = 1 - shared / max(mapped, 1e-9)  # a turned copy's corners leave the frame: half the turn's tangent
     if outside > 0.5 * turn + _OUTSIDE or kept < _MIN_KEPT:  # the copy inside the kept frame, and enough of it
-        return None
+        return None, 1.0
     if kept < 0.97 and math.sqrt(abs(float(np.linalg.det(m[:, :2])))) * a.width / wa * wb / b.width < 0.95:
-        return None  # an enlarged crop: any picture of one plain shape is one of any other
-    warped = cv2.warpAffine(b.rgb.astype(np.float32), m, (wa, ha), flags=cv2.INTER_LINEAR)
+        return None, 1.0  # an enlarged crop: any picture of one plain shape is one of any other
+    warped = cv2.warpAffine(b.rgb, m, (wa, ha), flags=cv2.INTER_LINEAR)
     inside = cv2.warpAffine(np.ones((hb, wb), np.uint8), m, (wa, ha), flags=cv2.INTER_NEAREST)
     inside = cv2.erode(inside, np.ones((7, 7), np.uint8)) > 0
     if inside.sum() < 0.3 * inside.size:
-        return None
-    mine = a.rgb.astype(np.float32)
+        return None, 1.0
+    mine = a.rgb
     best: tuple[float, float, np.ndarray] | None = None
     for x, y in ((warped, mine), (mine, warped)):  # fitted either way: the brighter copy may be clipped at white
         gain, offset = _fit(x, y, inside)
-        change = _change(y, np.clip(gain * x + offset, 0, 255), inside, cv2)
+        change = _change(y, _apply(x, gain, offset, cv2), inside, cv2)
         if best is None or change < best[0]:
             best = (change, gain if x is warped else 1 / gain, offset if x is warped else -offset / gain)
         if change < CHANGE_CUT:
@@ -290,15 +295,15 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> Match | None:
     assert best is not None
     change, gain, offset = best
     if change >= CHANGE_CUT:
-        return None
+        return None, change
     linear = m[:, :2] * a.width / max(wa, 1) * wb / max(b.width, 1)  # in the files' own pixels
     scale = math.sqrt(abs(float(np.linalg.det(linear))))
     angle = math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))
-    sample = warped[::3, ::3][inside[::3, ::3]]
-    shift = float(_most(np.abs((gain - 1) * sample + offset)).mean()) if len(sample) else 0.0  # levels, 0-255
+    sample = warped[::3, ::3][inside[::3, ::3]].astype(np.float32)
+    shift = float(np.abs((gain - 1) * sample + offset).max(axis=1).mean()) if len(sample) else 0.0  # levels, 0-255
     kinds = [k for k, on in (("resized", abs(scale - 1) > 0.03), ("cropped", kept < 0.97),
-                             ("turned", abs(math.radians(angle)) >= _TURN), ("edited", shift > 6)) if on]  # fmt: skip
-    return Match(tuple(kinds) or ("re-encoded",), float(kept), angle, scale, change)
+                             ("turned", _turn(m)), ("edited", shift > 6)) if on]  # fmt: skip
+    return Match(tuple(kinds) or ("re-encoded",), float(kept), angle, scale, change), change
 
 
 def _coarse_change(a: Picture, b: Picture, m: np.ndarray) -> float:
@@ -315,59 +320,66 @@ def _coarse_change(a: Picture, b: Picture, m: np.ndarray) -> float:
     if inside.sum() < 0.3 * inside.size:
         return 1.0
     gain, offset = _fit(warped, mine, inside, step=1, rounds=1)  # untrimmed: a gate may only err towards "differ"
-    return _change(mine, np.clip(gain * warped + offset, 0, 255), inside, cv2, blur=0.5, smallest=2)
+    return _change(mine, _apply(warped, gain, offset, cv2), inside, cv2, blur=0.5, smallest=2)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, inside: np.ndarray, step: int = 3, rounds: int = 3,
+def _apply(x: np.ndarray, gain: float, offset: np.ndarray, cv2: Any) -> np.ndarray:
+    """gain * x + offset per channel, rounded and clipped to 0-255 (uint8)."""
+    return cv2.transform(x, np.hstack([gain * np.eye(3), np.asarray(offset, np.float64).reshape(3, 1) + 0.5]))
+
+
+def _fit(x: np.ndarray, y: np.ndarray, inside: np.ndarray, step: int = 5, rounds: int = 3,
          ) -> tuple[float, np.ndarray]:  # fmt: skip
     """y ~ g x + o_c: one gain for every channel and an offset per channel, fitted where y is not clipped, three
     times, each time without the worst-fitting fifth (a changed object is not an edit)."""
-    x, y, inside = x[::step, ::step], y[::step, ::step], inside[::step, ::step]  # a ninth of the pixels fits as well
-    usable = inside & (_most(y) < 252) & (-_most(-y) > 3)
-    xs, ys = x[usable], y[usable]
+    x, y, inside = x[::step, ::step], y[::step, ::step], inside[::step, ::step]  # a sample of the pixels will do
+    usable = inside & (y.max(axis=2) < 252) & (y.min(axis=2) > 3)
+    xs, ys = x[usable].T.astype(np.float32), y[usable].T.astype(np.float32)  # (3, n): channels first
     gain, offset = 1.0, np.zeros(3, np.float32)
     for _ in range(rounds):
-        if len(xs) < 50:
+        n = xs.shape[1]
+        if n < 50:
             break
-        xc, yc = xs - xs.mean(0), ys - ys.mean(0)
-        spread = float((xc * xc).sum())
+        mx, my = xs.mean(1, keepdims=True), ys.mean(1, keepdims=True)
+        xc = xs - mx
+        spread = float(np.vdot(xc, xc))
         if spread > 1:
-            gain = min(max(float((xc * yc).sum()) / spread, 0.7), 1.5)
+            gain = min(max(float(np.vdot(xc, ys - my)) / spread, 0.7), 1.5)
         if rounds == 1:  # untrimmed: the mean will do
-            offset = (ys.mean(0) - gain * xs.mean(0)).astype(np.float32)
+            offset = (my - gain * mx).ravel().astype(np.float32)
             break
-        offset = np.median(ys - gain * xs, axis=0).astype(np.float32)
-        error = _most(np.abs(ys - gain * xs - offset))
-        keep = error <= np.quantile(error, 0.8)
-        xs, ys = xs[keep], ys[keep]
+        residual = ys - gain * xs
+        offset = np.partition(residual, n // 2, axis=1)[:, n // 2]  # the median, per channel
+        error = np.abs(residual - offset[:, None]).max(axis=0)
+        keep = error <= np.partition(error, (4 * n) // 5)[(4 * n) // 5]
+        xs, ys = xs[:, keep], ys[:, keep]
     return gain, offset
 
 
 def _change(y: np.ndarray, fitted: np.ndarray, inside: np.ndarray, cv2: Any, blur: float = 1.0,
             smallest: int = _MIN_REGION) -> float:  # fmt: skip
-    """The share of ``inside`` covered by changed regions: brightness at a 1-pixel blur, colour at 2."""
-    first = cv2.cvtColor(y.astype(np.uint8), cv2.COLOR_RGB2YCrCb).astype(np.float32)
-    second = cv2.cvtColor(fitted.astype(np.uint8), cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    """The share of ``inside`` covered by changed regions between two uint8 RGB pictures: brightness at a 1-pixel
+    blur, colour (Cr, Cb) at half the size with the same blur (JPEG keeps colour at half resolution)."""
+    first, second = (cv2.cvtColor(c, cv2.COLOR_RGB2YCrCb) for c in (y, fitted))
     bright = [cv2.GaussianBlur(np.ascontiguousarray(c[..., 0]), (0, 0), blur) for c in (first, second)]
-    colour = [cv2.GaussianBlur(c, (0, 0), 2 * blur) for c in (first, second)]  # its brightness channel unused
-    diff = np.maximum(_beyond_slip(bright[0], bright[1], cv2), _beyond_slip(bright[1], bright[0], cv2))
-    colours = np.maximum(_beyond_slip(colour[0], colour[1], cv2), _beyond_slip(colour[1], colour[0], cv2))
-    diff = np.maximum(diff, 1.5 * np.maximum(colours[..., 1], colours[..., 2]))
-    changed = ((diff > _CHANGE_LEVEL) & inside).astype(np.uint8)
+    changed = cv2.max(_beyond_slip(bright[0], bright[1], cv2), _beyond_slip(bright[1], bright[0], cv2)) > _CHANGE_LEVEL
+    h, w = changed.shape
+    half = (max(1, w // 2), max(1, h // 2))
+    colour = [cv2.GaussianBlur(cv2.resize(c, half, interpolation=cv2.INTER_AREA), (0, 0), blur)
+              for c in (first, second)]  # its brightness channel unused
+    colours = cv2.max(_beyond_slip(colour[0], colour[1], cv2), _beyond_slip(colour[1], colour[0], cv2))
+    colours = cv2.resize(cv2.max(colours[..., 1], colours[..., 2]), (w, h), interpolation=cv2.INTER_NEAREST)
+    changed = ((changed | (colours > _CHANGE_LEVEL / 1.5)) & inside).astype(np.uint8)  # colour counts half again
     _, _, stats, _ = cv2.connectedComponentsWithStats(changed)
     areas = stats[1:, cv2.CC_STAT_AREA]
     return float(areas[areas >= smallest].sum()) / float(inside.sum())
 
 
-def _most(a: np.ndarray) -> np.ndarray:
-    """The largest value over the last (colour) axis: numpy's reduction over an axis of three is slow."""
-    return np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
-
-
 def _beyond_slip(y: np.ndarray, x: np.ndarray, cv2: Any) -> np.ndarray:
-    """How far each pixel of y is outside the range of x's 3 x 3 neighbourhood (a one-pixel slip costs nothing)."""
+    """How far each pixel of y (uint8) is outside the range of x's 3 x 3 neighbourhood (a one-pixel slip costs
+    nothing); the subtractions saturate at 0."""
     kernel = np.ones((3, 3), np.uint8)
-    return np.maximum(np.maximum(y - cv2.dilate(x, kernel), cv2.erode(x, kernel) - y), 0)
+    return cv2.max(cv2.subtract(y, cv2.dilate(x, kernel)), cv2.subtract(cv2.erode(x, kernel), y))
 
 
 def _layouts(grey: Any) -> np.ndarray:
@@ -378,12 +390,10 @@ def _layouts(grey: Any) -> np.ndarray:
     boxes = [(0, 0, w, h)] + [(int(w * fx), int(h * fy), int(w * fx) + int(w * 0.9), int(h * fy) + int(h * 0.9))
                               for fx in (0, 0.05, 0.1) for fy in (0, 0.05, 0.1)]  # fmt: skip
     boxes.append((int(w * 0.1), int(h * 0.1), int(w * 0.9), int(h * 0.9)))  # the middle: free of a turn's corners
-    out = np.empty((len(boxes), _SIDE * _SIDE), np.float32)
-    for k, box in enumerate(boxes):
-        a = np.asarray(grey.crop(box).resize((_SIDE, _SIDE), Image.Resampling.BOX), np.float32).ravel()
-        a -= a.mean()
-        out[k] = a / (np.linalg.norm(a) or 1.0)
-    return out
+    out = np.stack([np.asarray(grey.resize((_SIDE, _SIDE), Image.Resampling.BOX, box=box), np.float32).ravel()
+                    for box in boxes])  # fmt: skip
+    out -= out.mean(1, keepdims=True)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
 
 
 def _colours(image: Any) -> np.ndarray:
@@ -401,10 +411,12 @@ def _sharpness(grey: Any) -> float:
     """Variance of the Laplacian over the variance of the grey, in the middle 80% of the picture at the working size
     (higher: sharper). Relative to contrast, so a brightened copy is not sharper than its original; the middle, so a
     turned copy's filled corners add nothing."""
-    a = np.asarray(grey, dtype=np.float32)
+    import cv2
+
+    a = np.asarray(grey)
     h, w = a.shape
     a = a[h // 10 : h - h // 10, w // 10 : w - w // 10]
     if a.shape[0] < 3 or a.shape[1] < 3:
         return 0.0
-    laplacian = a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:] - 4 * a[1:-1, 1:-1]
+    laplacian = cv2.Laplacian(a, cv2.CV_32F, ksize=1)[1:-1, 1:-1]
     return float(laplacian.var() / (a.var() + 1.0))

@@ -114,6 +114,22 @@ def test_hard_negatives_are_never_grouped(library: tuple[Path, Path]) -> None:
         assert len(names & hard) <= 1, names
 
 
+def test_a_changed_scene_lines_up_and_differs(library: tuple[Path, Path]) -> None:
+    """The verifier's three answers: a match; "they line up and differ" for a changed scene (which lets dedup skip
+    the scene's other copies); "no alignment" for different pictures."""
+    from clipzero.dedup import _look
+    from clipzero.samepicture import Match, decide
+
+    folder, _ = library
+    pictures = {p.stem: _look(str(p)) for p in folder.glob("*.png")}
+    assert isinstance(decide(pictures["red-circle"], pictures["red-circle-jpeg30"]), Match)
+    for kind in ("recolour", "reshape"):  # a moved object may leave too little in place to line up: a plain no
+        assert decide(pictures["scene"], pictures[f"scene-{kind}"]) is True, kind
+    for first, second in (("scene", "scene-move"), ("hard-circle", "hard-square")):  # a plain no, but a no
+        assert not isinstance(decide(pictures[first], pictures[second]), Match), second
+    assert decide(pictures["red-circle"], pictures["blue-star"]) is False
+
+
 def test_kinds_choose_which_copies_are_listed(library: tuple[Path, Path]) -> None:
     _, store = library
     with EmbeddingStore(store) as opened:
