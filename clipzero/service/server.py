@@ -87,7 +87,7 @@ def create_app(settings: ServiceSettings | None = None, *, ui: bool = True, host
     if ui:
         import gradio as gr
 
-        from .ui import build_ui
+        from .ui import UI_CSS, build_ui
 
         blocks = build_ui(service)
         _import_matplotlib()
@@ -96,6 +96,7 @@ def create_app(settings: ServiceSettings | None = None, *, ui: bool = True, host
             blocks,
             path="/",
             footer_links=["api"],
+            css=UI_CSS,
             ssr_mode=False,
             max_file_size=settings.max_upload_bytes,
             allowed_paths=[],

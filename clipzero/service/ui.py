@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +14,13 @@ from ..errors import ClipzeroError
 from ..factory import split_labels
 from ..images import thumbnail
 from .core import Service
-from .fairness import batches_within
-from .ui_classify import classify_view, tile, top_bars
-from .ui_dedup import dedup_tab
+from .ui_batch import batch_tab, sort_choices
+from .ui_classify import classify_view, table_headers, top_bars
+from .ui_dedup import dedup_tab, kind_choices
+from .ui_files import count_note, upload_paths
 from .uitext import LANGUAGES, inert, language_of, say
 
-__all__ = ["build_ui", "example_images"]
+__all__ = ["UI_CSS", "build_ui", "example_images"]
 
 
 def example_images() -> tuple[list[str], str, str]:
@@ -87,18 +86,10 @@ def _model_markdown(service: Service, language: str = "en") -> str:
     return f"### {encoder.spec}\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows_top) + table
 
 
-def _upload_paths(files: Any) -> list[str]:
-    """The paths Gradio hands a handler for a File input (checked against the upload folder by the caller)."""
-    if not files:
-        return []
-    items = files if isinstance(files, list) else [files]
-    return [str(getattr(f, "name", None) or getattr(f, "path", None) or f) for f in items]
-
-
 def build_ui(service: Service) -> Any:
     """The gr.Blocks app for ``service``. Every file argument goes through the service's upload rule first."""
-    from .core import DeadlineExceeded, deadline_after
-    from .uploads import UploadLimits, expand_uploads, read_upload
+    from .core import deadline_after
+    from .uploads import read_upload
 
     examples, labels_en, labels_zh = example_images()
     languages = _template_languages()  # results speak their template set's language
@@ -109,9 +100,10 @@ def build_ui(service: Service) -> Any:
 
     def classify(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool,
                  reject: bool = False, multi_label: bool = False) -> Any:  # fmt: skip
-        paths = _upload_paths(files)
+        paths = upload_paths(files)
+        lang = languages.get(template, "en")
         if not paths:
-            raise gr.Error("Upload an image or pick an example first.")
+            raise gr.Error(say("need_image", lang))
         try:
             images = [read_upload(p, root, settings.max_upload_bytes) for p in paths]
             results = service.classify(
@@ -127,15 +119,29 @@ def build_ui(service: Service) -> Any:
             )
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
-        return classify_view(service, images, results, languages.get(template, "en"))
+        return classify_view(service, images, results, lang)
 
-    def pick(readable: Any, selected: gr.SelectData) -> Any:
-        """The clicked gallery image's top-k bars."""
+    def classify_in_place(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool,
+                          reject: bool, multi_label: bool, choice: str) -> Any:  # fmt: skip
+        """The page's Classify: a problem is said in the message area and the last results stay."""
+        try:
+            bars, table, notes, gallery, readable = classify(files, labels_text, template, top_k, threshold, rerank,
+                                                             reject, multi_label)  # fmt: skip
+        except gr.Error as exc:
+            return (say("not_done", language_of(choice), reason=inert(exc.message)), *[gr.skip()] * 6)
+        first = say("selected", languages.get(template, "en"), name=inert(readable[0]["image"])) if readable else ""
+        return "", bars, table, notes, gallery, readable, first
+
+    def pick(readable: Any, template: str, selected: gr.SelectData) -> Any:
+        """The clicked gallery image's top-k bars, and its name."""
         index = selected.index if isinstance(selected.index, int) else -1
         try:
-            return top_bars(readable[index]) if isinstance(readable, list) and 0 <= index < len(readable) else {}
+            if isinstance(readable, list) and 0 <= index < len(readable):
+                name = say("selected", languages.get(template, "en"), name=inert(readable[index]["image"]))
+                return top_bars(readable[index]), name
         except (KeyError, TypeError):
-            return {}
+            pass
+        return {}, ""
 
     def search(text: str, image: Any, top_k: float) -> Any:
         try:
@@ -146,7 +152,7 @@ def build_ui(service: Service) -> Any:
             elif text and text.strip():
                 hits = service.search(text=text, top_k=int(top_k), deadline=deadline)
             else:
-                raise gr.Error("Type a query or give an image.")
+                raise gr.Error(say("need_query"))
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
         gallery = []
@@ -158,76 +164,11 @@ def build_ui(service: Service) -> Any:
                 continue  # an indexed file that is gone or changed: the store's own listing still names it
         return gallery
 
-    def batch_tag(files: Any, labels_text: str, template: str, out_format: str, progress: Any = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for a progress bar)
-        from ..outputs import ResultWriter
-
-        paths = _upload_paths(files)
-        if not paths:
-            raise gr.Error("Upload images or a zip of images.")
-        deadline = deadline_after(settings.request_timeout_s * 10)
-        lang = languages.get(template, "en")
-        limits = UploadLimits(settings.max_upload_bytes, settings.max_zip_entries, int(settings.max_unzip_mb * 2**20))
-        out = root / f"results-{uuid.uuid4().hex}" / f"tags.{out_format}"  # served from the upload folder
+    def search_in_place(text: str, image: Any, top_k: float, choice: str) -> Any:
         try:
-            classifier = service.classifier(split_labels(labels_text), template, deadline)
-            items = expand_uploads(paths, root, limits)
-            writer = ResultWriter(out)
-            tagged = failed = 0
-            stopped = ""
-            shown: list[tuple[Any, str, str]] = []  # (thumbnail, caption, label) for the gallery
-            counts: dict[str, int] = {}
-            errors: list[str] = []
-            try:
-                chunks = batches_within(progress.tqdm(items, desc="tagging"), settings.max_images, service.pixel_budget,
-                                        lambda item: service.price([(item.name, item.data)])[0] if item.data else 0)
-                for chunk in chunks:
-                    for item in chunk:
-                        if item.error is not None:
-                            failed += 1
-                            writer.write_error({"image": item.name, "error": item.error})
-                            errors.append(f"- **{inert(item.name)}**: {inert(item.error)}")
-                    good = [(item.name, item.data) for item in chunk if item.data is not None]
-                    if not good:
-                        continue
-                    predictions = service.predict_partial(classifier, good, deadline=deadline)
-                    for (_, data), prediction in zip(good, predictions):
-                        if prediction.error is not None:
-                            failed += 1
-                            writer.write_error(prediction.to_dict())
-                            errors.append(f"- **{inert(prediction.image)}**: {inert(prediction.error)}")
-                        else:
-                            tagged += 1
-                            writer.write({**prediction.to_dict(), "sha256": hashlib.sha256(data).hexdigest()})
-                            label = prediction.label or f"({say('none', lang)})"
-                            counts[label] = counts.get(label, 0) + 1
-                            if len(shown) < _GALLERY_IMAGES:
-                                caption = f"{Path(prediction.image).name}: {label}"
-                                shown.append((tile(service, data, 160, deadline), caption, label))
-            except DeadlineExceeded as exc:  # keep what was tagged; say where it stopped
-                stopped = f" Stopped early: {exc}."
-            finally:
-                writer.close()
-        except ClipzeroError as exc:
-            raise gr.Error(str(exc)) from exc
-        files_out = [str(out)] + ([str(writer.errors_path)] if failed else [])
-        summary = say("summary", lang, tagged=tagged, failed=failed) + (
-            say("see_errors", lang) if failed else "."
-        ) + stopped
-        if errors:
-            more = f"\n- ... and {len(errors) - 50} more" if len(errors) > 50 else ""
-            summary += "\n\n" + "\n".join(errors[:50]) + more
-        share = {label: n / max(tagged, 1) for label, n in sorted(counts.items(), key=lambda kv: -kv[1])}
-        everything = say("all", lang)
-        pictures = [(t, c) for t, c, _ in shown]
-        return files_out, summary, share, pictures, pictures, gr.Dropdown(choices=[everything, *share],
-                                                                           value=everything)  # fmt: skip
-
-    def filter_gallery(everything: Any, label: str) -> Any:
-        """The tagged images whose label is ``label`` (the caption after the file name)."""
-        items = [(image, caption) for image, caption in everything or []]
-        show_all = label is None or label in {say("all", code) for code in LANGUAGES}
-        return [(image, caption) for image, caption in items
-                if show_all or (caption or "").partition(": ")[2] == label]  # fmt: skip
+            return "", search(text, image, top_k)
+        except gr.Error as exc:
+            return say("not_done", language_of(choice), reason=inert(exc.message)), gr.skip()
 
     worded: list[tuple[Any, str, str]] = []  # (component, words key, the attribute they fill) for the switch
 
@@ -249,18 +190,22 @@ def build_ui(service: Service) -> Any:
         with w(gr.Tab(say("tab.classify")), "tab.classify"):
             with gr.Row():
                 with gr.Column():
-                    files = w(gr.File(label=say("images"), file_count="multiple", file_types=["image"],
+                    files = w(gr.File(label=say("images"), file_count="multiple", file_types=["image"], height=150,
                                       elem_id="classify-files"), "images")  # fmt: skip
+                    files_note = gr.Markdown(elem_id="classify-count")
                     labels = w(gr.Textbox(label=say("labels"), value=short_labels(), lines=2,
                                           elem_id="classify-labels"), "labels")  # fmt: skip
                     with gr.Row():
-                        all_en = gr.Button("All 64 labels", size="sm")
-                        all_zh = gr.Button("全部 64 个标签", size="sm")
+                        all_en = w(gr.Button(say("all_en"), size="sm"), "all_en", "value")
+                        all_zh = w(gr.Button(say("all_zh"), size="sm"), "all_zh", "value")
                     with gr.Row():
                         template = w(gr.Dropdown(templates, value="photo" if "photo" in templates else None,
-                                                 label=say("templates")), "templates")  # fmt: skip
+                                                 label=say("templates"), elem_id="classify-template"), "templates")
                         w(gr.Textbox(value=service.encoder.spec, label=say("model"), info=service.encoder.id,
                                      interactive=False, elem_id="classify-model"), "model")  # fmt: skip
+                    # the button above the options: in view whatever the upload
+                    button = w(gr.Button(say("classify"), variant="primary", elem_id="classify-button"),
+                               "classify", "value")  # fmt: skip
                     with gr.Row():
                         top_k = w(gr.Slider(1, 20, value=5, step=1, label=say("top_k")), "top_k")
                         threshold = w(gr.Slider(0, 1, value=0, step=0.01, label=say("threshold")), "threshold")
@@ -268,19 +213,24 @@ def build_ui(service: Service) -> Any:
                     multi = w(gr.Checkbox(label=say("multi_label"), value=False, elem_id="classify-multi"),
                               "multi_label")  # fmt: skip
                     rerank = w(gr.Checkbox(label=say("rerank"), value=False, visible=has_llm), "rerank")
-                    button = w(gr.Button(say("classify"), variant="primary", elem_id="classify-button"),
-                               "classify", "value")  # fmt: skip
                 with gr.Column():
-                    gallery_out = w(gr.Gallery(label=say("gallery"), columns=4, allow_preview=False,
-                                               elem_id="classify-gallery"), "gallery")
-                    bars = w(gr.Label(label=say("top_k"), num_top_classes=5, elem_id="classify-result"), "top_k")
-                    table = w(gr.Dataframe(headers=["image", "label", "top 3"], label=say("table"), wrap=True,
-                                           column_widths=["30%", "25%", "45%"]), "table")  # fmt: skip
+                    message = gr.Markdown(elem_id="classify-message", elem_classes=["clipzero-message"])
+                    gallery_out = w(gr.Gallery(label=say("gallery"), columns=4, height=520, allow_preview=False,
+                                               elem_id="classify-gallery"), "gallery")  # fmt: skip
+                    chosen = gr.Markdown(elem_id="classify-selected")
+                    bars = w(gr.Label(label=say("top_labels"), num_top_classes=5, elem_id="classify-result"),
+                             "top_labels")  # fmt: skip
+                    table = w(gr.Dataframe(headers=table_headers("en"), label=say("table"), wrap=True, max_height=400,
+                                           column_widths=["30%", "25%", "45%"], elem_id="classify-table"),
+                              "table", "table")  # fmt: skip
                     reasoning = gr.Markdown(visible=True)
             readable_state = gr.JSON(visible=False)  # the results behind the gallery (gr.State stalls page loads)
-            button.click(classify, [files, labels, template, top_k, threshold, rerank, reject, multi],
-                         [bars, table, reasoning, gallery_out, readable_state], api_name="classify")  # fmt: skip
-            gallery_out.select(pick, [readable_state], bars, api_visibility="private")
+            shown = [bars, table, reasoning, gallery_out, readable_state]
+            inputs = [files, labels, template, top_k, threshold, rerank, reject, multi]
+            button.click(classify_in_place, [*inputs, language], [message, *shown, chosen], api_visibility="private")
+            gr.Button(visible=False).click(classify, inputs, shown, api_name="classify")  # the API: errors raise
+            files.change(count_note, [files, language], files_note, api_visibility="private")
+            gallery_out.select(pick, [readable_state, template], [bars, chosen], api_visibility="private")
             all_en.click(lambda: (labels_en, "photo"), None, [labels, template], api_visibility="private")
             all_zh.click(lambda: (labels_zh, "photo-zh"), None, [labels, template], api_visibility="private")
             if examples:  # thumbnails to click, not a table of file names
@@ -305,33 +255,16 @@ def build_ui(service: Service) -> Any:
                     query_image = w(gr.Image(label=say("query_image"), type="filepath"), "query_image")
                     count = w(gr.Slider(1, 50, value=12, step=1, label=say("results")), "results")
                 go = w(gr.Button(say("search"), variant="primary", elem_id="search-button"), "search", "value")
+                search_message = gr.Markdown(elem_id="search-message", elem_classes=["clipzero-message"])
                 gallery = w(gr.Gallery(label=say("nearest"), columns=6, elem_id="search-gallery"), "nearest")
-                go.click(search, [query, query_image, count], gallery, api_name="search")
-                query.submit(search, [query, query_image, count], gallery, api_visibility="private")
+                for event in (go.click, query.submit):
+                    event(search_in_place, [query, query_image, count, language], [search_message, gallery],
+                          api_visibility="private")  # fmt: skip
+                gr.Button(visible=False).click(search, [query, query_image, count], gallery, api_name="search")
             with w(gr.Tab(say("tab.dedup")), "tab.dedup"):
-                dedup_tab(service, w)
+                dedup_tab(service, w, language, root)
         with w(gr.Tab(say("tab.batch")), "tab.batch"):
-            batch_files = w(gr.File(label=say("batch_files"), file_count="multiple", elem_id="batch-files"),
-                            "batch_files")  # fmt: skip
-            batch_labels = w(gr.Textbox(label=say("batch_labels"), value=short_labels(), lines=2), "batch_labels")
-            with gr.Row():
-                batch_template = w(gr.Dropdown(templates, value="photo" if "photo" in templates else None,
-                                               label=say("templates")), "templates")  # fmt: skip
-                batch_format = w(gr.Radio(["csv", "jsonl"], value="csv", label=say("output")), "output")
-            batch_button = w(gr.Button(say("tag"), variant="primary", elem_id="batch-button"), "tag", "value")
-            batch_out = w(gr.File(label=say("result_files")), "result_files")
-            batch_summary = gr.Markdown(elem_id="batch-summary")
-            with gr.Row():
-                batch_counts = w(gr.Label(label=say("counts"), num_top_classes=12, elem_id="batch-counts"), "counts")
-                with gr.Column():
-                    batch_filter = w(gr.Dropdown([say("all")], value=say("all"), label=say("show_label")),
-                                     "show_label")  # fmt: skip
-                    batch_gallery = w(gr.Gallery(label=say("tagged"), columns=6, elem_id="batch-gallery"), "tagged")
-            batch_state = gr.Gallery(visible=False)  # every tagged image shown, for the label filter
-            batch_button.click(batch_tag, [batch_files, batch_labels, batch_template, batch_format],
-                               [batch_out, batch_summary, batch_counts, batch_gallery, batch_state, batch_filter],
-                               api_name="tag")  # fmt: skip
-            batch_filter.change(filter_gallery, [batch_state, batch_filter], batch_gallery, api_visibility="private")
+            batch_tab(service, w, language, root, templates, languages, short_labels())
         with w(gr.Tab(say("tab.model")), "tab.model"):
             w(gr.Markdown(_model_markdown(service), elem_id="model-card"), "card", "card")
 
@@ -346,6 +279,12 @@ def build_ui(service: Service) -> Any:
                     updates.append(gr.update(value=_model_markdown(service, code)))
                 elif attribute == "value":  # a button's text
                     updates.append(gr.update(value=say(key, code)))
+                elif attribute == "table":
+                    updates.append(gr.update(label=say(key, code), headers=table_headers(code)))
+                elif attribute == "sort":
+                    updates.append(gr.update(label=say(key, code), choices=sort_choices(code)))
+                elif attribute == "kinds":
+                    updates.append(gr.update(label=say(key, code), choices=kind_choices(code)))
                 else:
                     updates.append(gr.update(label=say(key, code)))
             return updates
@@ -355,16 +294,21 @@ def build_ui(service: Service) -> Any:
             code = languages.get(name)
             return LANGUAGES[code] if code in LANGUAGES else choice
 
-        def from_browser(request: gr.Request) -> str:
-            """The browser's preferred language (Accept-Language) as the starting one."""
+        def from_browser(request: gr.Request) -> Any:
+            """The browser's preferred language (Accept-Language) as the starting one; a Chinese browser also starts
+            with the Chinese example labels and template set."""
             headers = getattr(request, "headers", None) or {}
-            return LANGUAGES[language_of(headers.get("accept-language"))]
+            code = language_of(headers.get("accept-language"))
+            if code != "zh" or "photo-zh" not in templates:
+                return LANGUAGES[code], *[gr.skip()] * 4
+            return LANGUAGES[code], short_labels("zh"), "photo-zh", short_labels("zh"), "photo-zh"
 
         language.change(relabel, language, [c for c, _, _ in worded], api_visibility="private")
         template.input(follow_templates, [template, language], language, api_visibility="private")
         all_en.click(lambda: LANGUAGES["en"], None, language, api_visibility="private")
         all_zh.click(lambda: LANGUAGES["zh"], None, language, api_visibility="private")
-        demo.load(from_browser, None, language, api_visibility="private")
+        starting = [labels, template, *batch_inputs(demo)]
+        demo.load(from_browser, None, [language, *starting], api_visibility="private")
     # Gradio runs one call of each event at a time unless told otherwise: one user's heavy classify would stall
     # every other user's. Calls run side by side (UI_CONCURRENCY); large decodes queue in the service's lane.
     demo.queue(default_concurrency_limit=UI_CONCURRENCY)
@@ -373,9 +317,20 @@ def build_ui(service: Service) -> Any:
 
 UI_CONCURRENCY = 8
 
+#: The page's style (handed to Gradio where the app is mounted): a message area stands out and stays until the next
+#: run; a gallery caption wraps instead of cutting off the label.
+UI_CSS = """
+.clipzero-message p { border: 1px solid #d33; border-radius: 6px; padding: 6px 10px; background: #fff4f4;
+                      color: #600; margin: 0; }
+.caption-label { white-space: normal !important; max-width: calc(100% - 8px) !important; line-height: 1.25;
+                 overflow-wrap: anywhere; }
+"""
 
-#: Tagged images shown in the batch tag gallery (the result file holds them all).
-_GALLERY_IMAGES = 120
+
+def batch_inputs(demo: Any) -> list[Any]:
+    """The Batch tag tab's labels and template set (found by their element ids)."""
+    found = {getattr(block, "elem_id", None): block for block in demo.blocks.values()}
+    return [found["batch-labels"], found["batch-template"]]
 
 
 def _ensure(folder: Path) -> Path:

@@ -9,12 +9,13 @@ from ..errors import ClipzeroError
 from .core import Service
 from .uitext import inert, say
 
-__all__ = ["classify_view", "tile", "top_bars"]
+__all__ = ["classify_view", "table_headers", "tile", "top_bars"]
 
 
 def classify_view(service: Service, images: list[tuple[str, bytes]], results: list[dict[str, Any]], lang: str
                   ) -> tuple[Any, ...]:  # fmt: skip
-    """(bars, table rows, notes, gallery, readable results) for the results of ``service.classify``."""
+    """(bars, table, notes, gallery, readable results) for the results of ``service.classify``. Captions start with
+    the label; images that could not be read come last, as grey tiles that say so."""
     readable = [r for r in results if "error" not in r]
     shares = top_bars(readable[0]) if readable else {}
     table = [
@@ -23,14 +24,16 @@ def classify_view(service: Service, images: list[tuple[str, bytes]], results: li
         else [r["image"], _found(r, lang), ", ".join(f"{p['label']} {p['score']:.2f}" for p in r["predictions"][:3])]
         for r in results
     ]  # fmt: skip
-    gallery = []
+    gallery, unread = [], []
     for (name, data), r in zip(images, results):
         if "error" in r:
+            unread.append((_grey(256), f"{say('unreadable', lang)} · {Path(name).name}"))
             continue
         top = r["predictions"][0]
         caption = (_found(r, lang) if "labels" in r else f"{r['label']} {top['score']:.2f}" if r.get("label") else
                    say("none_caption", lang, label=top["label"]))  # fmt: skip
-        gallery.append((tile(service, data, 256), f"{Path(name).name}: {caption}"))
+        gallery.append((tile(service, data, 256), f"{caption} · {Path(name).name}"))
+    gallery += unread  # after the readable ones: a click's index is the result's
     notes = [f"**{inert(r['image'])}** {say('unreadable_note', lang)}: {inert(r['error'])}"
              for r in results if "error" in r]  # fmt: skip
     for r in readable:
@@ -45,7 +48,11 @@ def classify_view(service: Service, images: list[tuple[str, bytes]], results: li
             used = say("llm_used", lang) if info["used"] else say("clip_kept", lang, why=inert(info["fallback"]))
             notes.append(f"**{inert(r['image'])}**: {used}"
                          + ("\n\n" + inert(info["reasoning"]) if info["reasoning"] else ""))  # fmt: skip
-    return shares, table, "\n\n---\n\n".join(notes), gallery, readable
+    return shares, {"headers": table_headers(lang), "data": table}, "\n\n---\n\n".join(notes), gallery, readable
+
+
+def table_headers(lang: str) -> list[str]:
+    return [say("col.image", lang), say("col.label", lang), say("col.top3", lang)]
 
 
 def _found(result: dict[str, Any], lang: str) -> str:
@@ -61,9 +68,13 @@ def tile(service: Service, data: bytes, side: int, deadline: float | None = None
     try:
         return service.thumbnail(data, side, deadline)
     except ClipzeroError:
-        from PIL import Image
+        return _grey(side)
 
-        return Image.new("RGB", (side, side), (225, 225, 225))
+
+def _grey(side: int) -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (side, side), (225, 225, 225))
 
 
 
