@@ -15,12 +15,12 @@ $(STAMP): pyproject.toml constraints-dev.txt
 
 install: $(STAMP)
 
-# Debian's chromium for the browser test of the web UI (Playwright drives it; never `playwright install`), and a CJK
-# font so that Chinese labels render in it.
+# Debian's chromium for the browser test of the web UI (Playwright drives it; never `playwright install`), a CJK
+# font so that Chinese labels render in it, and ExifTool, which reads back the XMP keywords `clipzero export` writes.
 browser:
-	@{ command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; } || { \
+	@{ command -v chromium >/dev/null && command -v exiftool >/dev/null && fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; } || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-cjk libimage-exiftool-perl >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check clipzero tests benchmarks

@@ -25,6 +25,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "formats": ("pillow_heif", "rawpy"),
     "video": ("av",),
     "dedup": ("cv2",),
+    "xmp": ("pyexiv2",),
 }
 
 

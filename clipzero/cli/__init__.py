@@ -20,11 +20,11 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import ClipzeroError
-from . import agent, classify, dedup, finetune, index, info, prompts, serve, tag
+from . import agent, classify, dedup, export, finetune, index, info, prompts, serve, tag
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (classify, info, tag, index, dedup, finetune, serve, agent, prompts)
+_GROUPS = (classify, info, tag, export, index, dedup, finetune, serve, agent, prompts)
 _COMMANDS = {name: handler for group in _GROUPS for name, handler in group.COMMANDS.items()}
 
 

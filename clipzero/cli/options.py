@@ -385,3 +385,27 @@ def say(args: argparse.Namespace, text: str) -> None:
 def describe_encoder(encoder: Any) -> str:
     """``model X, precision P on D``: what each command reports about the model it ran."""
     return f"model {encoder.id}, precision {encoder.precision} on {encoder.device}"
+
+
+def add_xmp_options(parser: Any) -> None:
+    """The XMP keywords' parent and the sidecars' naming (export --to xmp, tag --xmp)."""
+    parser.add_argument("--parent", default="clipzero", metavar="NAME",
+                        help="the parent of the hierarchical keywords (default: clipzero, as clipzero|red circle)")
+    parser.add_argument("--naming", choices=["darktable", "lightroom"], default="darktable",
+                        help="sidecar names: photo.jpg.xmp (darktable, digiKam; default) or photo.xmp (Lightroom)")
+
+
+def write_xmp(rows: list[dict[str, Any]], args: argparse.Namespace, in_place: bool = False) -> Any:
+    """Each row's labels as XMP keywords, with the command's --parent, --naming and --min-score."""
+    from ..export import export_xmp
+
+    return export_xmp(rows, parent=args.parent, naming=args.naming, in_place=in_place,
+                      min_score=getattr(args, "min_score", None))  # fmt: skip
+
+
+def say_exported(report: Any) -> None:
+    """Each failed image on stderr, then one line of counts."""
+    for image, reason in report.failed:
+        sys.stderr.write(f"clipzero: {image}: {reason}\n")
+    sys.stderr.write(f"clipzero: exported {len(report.written)} file(s), {len(report.unchanged)} already up to date, "
+                     f"{len(report.failed)} failed\n")  # fmt: skip

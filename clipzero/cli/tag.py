@@ -40,6 +40,9 @@ def add_parsers(commands: Any) -> None:
     options.add_video_options(tag)
     tag.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     tag.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    tag.add_argument("--xmp", action="store_true", help="also write each image's labels as keywords in its XMP "
+                     "sidecar, merged with what is there (as `clipzero export --to xmp`; needs the xmp extra)")
+    options.add_xmp_options(tag)
     options.add_engine_options(tag)
 
 
@@ -61,6 +64,8 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError("--long is for --multi-label with a CSV --out")
     if fmt == "parquet":
         require("parquet", f"--out {args.out} (Parquet)")
+    if args.xmp:
+        require("xmp", "--xmp")
     check_engine(args.engine, store=args.store is not None, rerank=args.rerank, head=bool(args.head),
                  reject=bool(args.reject) or args.min_similarity is not None)  # fmt: skip
     if args.engine == "ray":
@@ -107,7 +112,12 @@ def cmd_tag(args: argparse.Namespace, out: TextIO) -> int:
         if store is not None:
             store.close()
     note = f"; embeddings in {shards}" if shards is not None else ""
-    return _report(args, summary, writer, out, note)
+    code = _report(args, summary, writer, out, note)
+    if args.xmp:  # every row of the file, those of an earlier run it resumed included
+        from ..outputs import read_results
+
+        options.say_exported(options.write_xmp(read_results(args.out, fmt), args))
+    return code
 
 
 def _report(args: argparse.Namespace, summary: Any, writer: Any, out: TextIO, note: str = "") -> int:

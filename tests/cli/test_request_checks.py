@@ -106,6 +106,8 @@ def test_a_precision_or_device_the_machine_lacks_is_a_wrong_request(tmp_path: Pa
         (["prompts", "describe", "--labels", "a", "--out", "{dir}/d.yaml", "--llm-url", "http://127.0.0.1:9/v1",
           "--llm-model", "m"], ("httpx",), "llm"),
         (["dedup", "--store", "{dir}/store", "--out", "{dir}/groups.csv"], ("cv2",), "dedup"),
+        (["tag", "{img}", "--labels", "a", "b", "--out", "{dir}/r.jsonl", "--xmp"], ("pyexiv2",), "xmp"),
+        (["export", "{dir}/r.jsonl", "--to", "xmp"], ("pyexiv2",), "xmp"),
     ],
 )  # fmt: skip
 def test_a_missing_extra_is_named_before_any_work(
