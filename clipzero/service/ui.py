@@ -15,7 +15,7 @@ from ..factory import split_labels
 from ..images import thumbnail
 from .core import Service
 from .ui_batch import batch_tab, sort_choices
-from .ui_classify import classify_view, table_headers, top_bars
+from .ui_classify import classify_view, results_file, table_headers, top_bars
 from .ui_dedup import dedup_tab, kind_choices
 from .ui_files import count_note, upload_paths
 from .uitext import LANGUAGES, inert, language_of, say
@@ -98,15 +98,15 @@ def build_ui(service: Service) -> Any:
     settings = service.settings
     root = service.upload_root or Path(tempfile.gettempdir()) / "gradio"
 
-    def classify(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool,
-                 reject: bool = False, multi_label: bool = False) -> Any:  # fmt: skip
+    def answer(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool,
+               reject: bool = False, multi_label: bool = False) -> Any:  # fmt: skip
+        """The uploads and their results (raises gr.Error saying what was wrong)."""
         paths = upload_paths(files)
-        lang = languages.get(template, "en")
         if not paths:
-            raise gr.Error(say("need_image", lang))
+            raise gr.Error(say("need_image", languages.get(template, "en")))
         try:
             images = [read_upload(p, root, settings.max_upload_bytes) for p in paths]
-            results = service.classify(
+            return images, service.classify(
                 images,
                 split_labels(labels_text),
                 templates=template,
@@ -119,18 +119,24 @@ def build_ui(service: Service) -> Any:
             )
         except ClipzeroError as exc:
             raise gr.Error(str(exc)) from exc
-        return classify_view(service, images, results, lang)
+
+    def classify(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool,
+                 reject: bool = False, multi_label: bool = False) -> Any:  # fmt: skip
+        images, results = answer(files, labels_text, template, top_k, threshold, rerank, reject, multi_label)
+        return classify_view(service, images, results, languages.get(template, "en"))
 
     def classify_in_place(files: Any, labels_text: str, template: str, top_k: float, threshold: float, rerank: bool,
                           reject: bool, multi_label: bool, choice: str) -> Any:  # fmt: skip
-        """The page's Classify: a problem is said in the message area and the last results stay."""
+        """The page's Classify: a problem is said in the message area and the last results stay; the results also
+        come as a CSV to download."""
+        lang = languages.get(template, "en")
         try:
-            bars, table, notes, gallery, readable = classify(files, labels_text, template, top_k, threshold, rerank,
-                                                             reject, multi_label)  # fmt: skip
+            images, results = answer(files, labels_text, template, top_k, threshold, rerank, reject, multi_label)
         except gr.Error as exc:
-            return (say("not_done", language_of(choice), reason=inert(exc.message)), *[gr.skip()] * 6)
-        first = say("selected", languages.get(template, "en"), name=inert(readable[0]["image"])) if readable else ""
-        return "", bars, table, notes, gallery, readable, first
+            return (say("not_done", language_of(choice), reason=inert(exc.message)), *[gr.skip()] * 7)
+        bars, table, notes, gallery, readable = classify_view(service, images, results, lang)
+        first = say("selected", lang, name=inert(readable[0]["image"])) if readable else ""
+        return "", bars, table, notes, gallery, readable, first, results_file(root, images, results)
 
     def pick(readable: Any, template: str, selected: gr.SelectData) -> Any:
         """The clicked gallery image's top-k bars, and its name."""
@@ -224,10 +230,13 @@ def build_ui(service: Service) -> Any:
                                            column_widths=["30%", "25%", "45%"], elem_id="classify-table"),
                               "table", "table")  # fmt: skip
                     reasoning = gr.Markdown(visible=True)
+                    download = w(gr.File(label=say("result_files"), height=90, elem_id="classify-download"),
+                                 "result_files")  # fmt: skip
             readable_state = gr.JSON(visible=False)  # the results behind the gallery (gr.State stalls page loads)
             shown = [bars, table, reasoning, gallery_out, readable_state]
             inputs = [files, labels, template, top_k, threshold, rerank, reject, multi]
-            button.click(classify_in_place, [*inputs, language], [message, *shown, chosen], api_visibility="private")
+            button.click(classify_in_place, [*inputs, language], [message, *shown, chosen, download],
+                         api_visibility="private")  # fmt: skip
             gr.Button(visible=False).click(classify, inputs, shown, api_name="classify")  # the API: errors raise
             files.change(count_note, [files, language], files_note, api_visibility="private")
             gallery_out.select(pick, [readable_state, template], [bars, chosen], api_visibility="private")

@@ -9,7 +9,7 @@ from ..errors import ClipzeroError
 from .core import Service
 from .uitext import inert, say
 
-__all__ = ["classify_view", "table_headers", "tile", "top_bars"]
+__all__ = ["classify_view", "results_file", "table_headers", "tile", "top_bars"]
 
 
 def classify_view(service: Service, images: list[tuple[str, bytes]], results: list[dict[str, Any]], lang: str
@@ -49,6 +49,27 @@ def classify_view(service: Service, images: list[tuple[str, bytes]], results: li
             notes.append(f"**{inert(r['image'])}**: {used}"
                          + ("\n\n" + inert(info["reasoning"]) if info["reasoning"] else ""))  # fmt: skip
     return shares, {"headers": table_headers(lang), "data": table}, "\n\n---\n\n".join(notes), gallery, readable
+
+
+def results_file(root: Path, images: list[tuple[str, bytes]], results: list[dict[str, Any]]) -> str:
+    """The results as the CLI writes them (CSV, and the unreadable images in its errors file beside it), in a new
+    folder under the upload folder, where the page can download them."""
+    import hashlib
+    import uuid
+
+    from ..outputs import ResultWriter
+
+    multi = any("labels" in r for r in results)
+    writer = ResultWriter(root / f"results-{uuid.uuid4().hex}" / "classify.csv", multi_label=multi)
+    try:
+        for (_, data), r in zip(images, results):
+            if "error" in r:
+                writer.write_error({"image": r["image"], "error": r["error"]})
+            else:
+                writer.write({**r, "sha256": hashlib.sha256(data).hexdigest()})
+    finally:
+        writer.close()
+    return str(writer.path)
 
 
 def table_headers(lang: str) -> list[str]:

@@ -104,6 +104,10 @@ def test_batch_tag_of_300_files_keeps_the_button_in_view_and_pages_the_results(s
                               ".map((e) => e.getBoundingClientRect().right))")  # fmt: skip
         assert right <= VIEWPORT["width"], right  # no column cut off at the right edge
         _shot(page, "batch-tag.png")
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.wait_for_timeout(500)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1920
+        page.set_viewport_size(VIEWPORT)
 
         page.locator("#batch-sort").get_by_text("most confident first").click()
         expect(page.locator("#batch-gallery .caption-label").first).not_to_have_text(captions[0], timeout=30_000)
@@ -144,6 +148,11 @@ def test_classify_of_40_files_and_errors_that_stay_beside_the_results(server: st
         captions = _captions(page, "#classify-gallery")
         assert all(_label_of(c) for c in captions), captions[:5]
         expect(page.locator("#classify-selected")).to_contain_text("photo-0000.png")
+        expect(page.locator("#classify-download")).to_contain_text("classify")  # the results as the CLI writes them
+        with page.expect_download() as download:
+            page.locator("#classify-download a").first.click()
+        rows = Path(download.value.path()).read_text().splitlines()
+        assert len(rows) == 41 and rows[0].startswith("image,") and "photo-0039.png" in rows[-1], rows[:2]
         gallery.locator("img").nth(3).click()  # the top-k panel says whose labels it shows
         expect(page.locator("#classify-selected")).to_contain_text("photo-0003.png", timeout=30_000)
         _shot(page, "classify.png")
