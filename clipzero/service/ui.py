@@ -104,6 +104,8 @@ def build_ui(service: Service) -> Any:
         paths = upload_paths(files)
         if not paths:
             raise gr.Error(say("need_image", languages.get(template, "en")))
+        if not split_labels(labels_text):
+            raise gr.Error(say("need_labels", languages.get(template, "en")))
         try:
             images = [read_upload(p, root, settings.max_upload_bytes) for p in paths]
             return images, service.classify(

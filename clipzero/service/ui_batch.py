@@ -102,6 +102,8 @@ def batch_tab(service: Service, worded: Callable[..., Any], language: Any, root:
         lang = languages.get(template, "en")
         if not paths:
             raise gr.Error(say("need_files", lang))
+        if not split_labels(labels_text):
+            raise gr.Error(say("need_labels", lang))
         deadline = deadline_after(settings.request_timeout_s * 10)
         limits = UploadLimits(settings.max_upload_bytes, settings.max_zip_entries, int(settings.max_unzip_mb * 2**20))
         out = root / f"results-{uuid.uuid4().hex}" / f"tags.{out_format}"  # served from the upload folder

@@ -85,6 +85,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "selected": ("Top labels of **{name}**", "**{name}** 的候选标签"),
     "need_image": ("Upload an image or pick an example first.", "请先上传图片或点一个示例。"),
     "need_files": ("Upload images or a .zip of images first.", "请先上传图片或图片的压缩包。"),
+    "need_labels": ("Type at least one label.", "请至少输入一个标签。"),
     "need_query": ("Type a query or give an image.", "请输入查询文字或给一张图片。"),
     "not_done": ("**Not done:** {reason} (the results below are from the last run)",
                  "**未完成：**{reason}（下方仍是上一次的结果）"),
