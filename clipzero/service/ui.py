@@ -15,7 +15,7 @@ from ..factory import split_labels
 from ..images import thumbnail
 from .core import Service
 from .ui_batch import batch_tab, sort_choices
-from .ui_classify import classify_view, results_file, table_headers, top_bars
+from .ui_classify import chips, classify_view, results_file, table_headers, top_bars
 from .ui_dedup import dedup_tab, kind_choices
 from .ui_files import count_note, upload_paths
 from .uitext import LANGUAGES, inert, language_of, say
@@ -135,10 +135,11 @@ def build_ui(service: Service) -> Any:
         try:
             images, results = answer(files, labels_text, template, top_k, threshold, rerank, reject, multi_label)
         except gr.Error as exc:
-            return (say("not_done", language_of(choice), reason=inert(exc.message)), *[gr.skip()] * 7)
+            return (say("not_done", language_of(choice), reason=inert(exc.message)), *[gr.skip()] * 8)
         bars, table, notes, gallery, readable = classify_view(service, images, results, lang)
         first = say("selected", lang, name=inert(readable[0]["image"])) if readable else ""
-        return "", bars, table, notes, gallery, readable, first, results_file(root, images, results)
+        return "", bars, table, notes, gallery, readable, first, results_file(root, images, results), \
+            chips(results, lang)  # fmt: skip
 
     def pick(readable: Any, template: str, selected: gr.SelectData) -> Any:
         """The clicked gallery image's top-k bars, and its name."""
@@ -225,6 +226,7 @@ def build_ui(service: Service) -> Any:
                     message = gr.Markdown(elem_id="classify-message", elem_classes=["clipzero-message"])
                     gallery_out = w(gr.Gallery(label=say("gallery"), columns=4, height=520, allow_preview=False,
                                                elem_id="classify-gallery"), "gallery")  # fmt: skip
+                    tags = gr.HTML(elem_id="classify-chips")  # multi-label: every label of every image
                     chosen = gr.Markdown(elem_id="classify-selected")
                     bars = w(gr.Label(label=say("top_labels"), num_top_classes=5, elem_id="classify-result"),
                              "top_labels")  # fmt: skip
@@ -237,7 +239,7 @@ def build_ui(service: Service) -> Any:
             readable_state = gr.JSON(visible=False)  # the results behind the gallery (gr.State stalls page loads)
             shown = [bars, table, reasoning, gallery_out, readable_state]
             inputs = [files, labels, template, top_k, threshold, rerank, reject, multi]
-            button.click(classify_in_place, [*inputs, language], [message, *shown, chosen, download],
+            button.click(classify_in_place, [*inputs, language], [message, *shown, chosen, download, tags],
                          api_visibility="private")  # fmt: skip
             gr.Button(visible=False).click(classify, inputs, shown, api_name="classify")  # the API: errors raise
             files.change(count_note, [files, language], files_note, api_visibility="private")
@@ -333,6 +335,10 @@ UI_CONCURRENCY = 8
 UI_CSS = """
 .clipzero-message p { border: 1px solid #d33; border-radius: 6px; padding: 6px 10px; background: #fff4f4;
                       color: #600; margin: 0; }
+.cz-tags { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; margin: 2px 0; }
+.cz-name { font-size: 12px; opacity: 0.7; margin-right: 4px; }
+.cz-chip { border: 1px solid #e8a06a; border-radius: 999px; padding: 0 8px; font-size: 13px; background: #fff7f0; }
+.cz-chip.cz-none { border-color: #bbb; background: #f4f4f4; }
 .caption-label { white-space: normal !important; max-width: calc(100% - 8px) !important; line-height: 1.25;
                  overflow-wrap: anywhere; }
 """

@@ -9,7 +9,7 @@ from ..errors import ClipzeroError
 from .core import Service
 from .uitext import inert, say
 
-__all__ = ["classify_view", "results_file", "table_headers", "tile", "top_bars"]
+__all__ = ["chips", "classify_view", "results_file", "table_headers", "tile", "top_bars"]
 
 
 def classify_view(service: Service, images: list[tuple[str, bytes]], results: list[dict[str, Any]], lang: str
@@ -49,6 +49,25 @@ def classify_view(service: Service, images: list[tuple[str, bytes]], results: li
             notes.append(f"**{inert(r['image'])}**: {used}"
                          + ("\n\n" + inert(info["reasoning"]) if info["reasoning"] else ""))  # fmt: skip
     return shares, {"headers": table_headers(lang), "data": table}, "\n\n---\n\n".join(notes), gallery, readable
+
+
+def chips(results: list[dict[str, Any]], lang: str) -> str:
+    """Multi-label results as a row of label chips per image (HTML; empty for single-label results)."""
+    import html
+
+    if not any("labels" in r for r in results):
+        return ""
+    rows = []
+    for r in results:
+        if "error" in r:
+            tags = f'<span class="cz-chip cz-none">{html.escape(say("unreadable", lang))}</span>'
+        else:
+            tags = "".join(f'<span class="cz-chip">{html.escape(t["label"])} {t["score"]:.2f}</span>'
+                           for t in r.get("labels", [])) or \
+                f'<span class="cz-chip cz-none">({html.escape(say("none", lang))})</span>'  # fmt: skip
+        name = html.escape(Path(r["image"]).name)
+        rows.append(f'<div class="cz-tags"><span class="cz-name">{name}</span>{tags}</div>')
+    return "".join(rows)
 
 
 def results_file(root: Path, images: list[tuple[str, bytes]], results: list[dict[str, Any]]) -> str:

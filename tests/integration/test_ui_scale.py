@@ -178,6 +178,16 @@ def test_classify_of_40_files_and_errors_that_stay_beside_the_results(server: st
         expect(message).to_have_text("")  # a good run clears the message
         last = _captions(page, "#classify-gallery")[-1]
         assert last.startswith("(could not be read)") and last.endswith("broken.png"), last  # the error on its tile
+        expect(page.locator("#classify-chips .cz-chip")).to_have_count(0)  # single-label: the captions say it all
+
+        page.locator("#classify-multi input").check()  # every label that applies: chips per image
+        page.locator("#classify-button").click()
+        chips = page.locator("#classify-chips .cz-tags")
+        expect(chips).to_have_count(2, timeout=60_000)
+        expect(chips.nth(0)).to_contain_text("broken.png")
+        expect(chips.nth(0)).to_contain_text("(could not be read)")
+        expect(chips.nth(1)).to_contain_text("photo-0000.png")
+        assert chips.nth(1).locator(".cz-chip").count() >= 1
 
 
 def test_a_chinese_browser_gets_chinese_everywhere(server: str, folder: Path) -> None:
