@@ -17,7 +17,7 @@ from .core import Service
 from .ui_batch import batch_tab, sort_choices
 from .ui_classify import chips, classify_view, results_file, table_headers, top_bars
 from .ui_dedup import dedup_tab, kind_choices
-from .ui_files import count_note, upload_paths
+from .ui_files import count_note, thumbnails, upload_paths
 from .uitext import LANGUAGES, inert, language_of, say
 
 __all__ = ["UI_CSS", "build_ui", "example_images"]
@@ -201,6 +201,8 @@ def build_ui(service: Service) -> Any:
                 with gr.Column():
                     files = w(gr.File(label=say("images"), file_count="multiple", file_types=["image"], height=150,
                                       elem_id="classify-files"), "images")  # fmt: skip
+                    strip = gr.Gallery(columns=12, height=90, allow_preview=False, show_label=False, visible=False,
+                                       elem_id="classify-strip")  # the first uploads, small  # fmt: skip
                     files_note = gr.Markdown(elem_id="classify-count")
                     labels = w(gr.Textbox(label=say("labels"), value=short_labels(), lines=2,
                                           elem_id="classify-labels"), "labels")  # fmt: skip
@@ -242,7 +244,8 @@ def build_ui(service: Service) -> Any:
             button.click(classify_in_place, [*inputs, language], [message, *shown, chosen, download, tags],
                          api_visibility="private")  # fmt: skip
             gr.Button(visible=False).click(classify, inputs, shown, api_name="classify")  # the API: errors raise
-            files.change(count_note, [files, language], files_note, api_visibility="private")
+            files.change(lambda f, c: (count_note(f, c), thumbnails(f, root)), [files, language],
+                         [files_note, strip], api_visibility="private")  # fmt: skip
             gallery_out.select(pick, [readable_state, template], [bars, chosen], api_visibility="private")
             all_en.click(lambda: (labels_en, "photo"), None, [labels, template], api_visibility="private")
             all_zh.click(lambda: (labels_zh, "photo-zh"), None, [labels, template], api_visibility="private")

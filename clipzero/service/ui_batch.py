@@ -91,7 +91,7 @@ def batch_tab(service: Service, worded: Callable[..., Any], language: Any, root:
     UI's language switch."""
     from ..outputs import ResultWriter
     from .core import DeadlineExceeded, deadline_after
-    from .ui_files import count_note, upload_paths
+    from .ui_files import count_note, thumbnails, upload_paths
     from .uploads import UploadLimits, expand_uploads
 
     settings = service.settings
@@ -194,6 +194,8 @@ def batch_tab(service: Service, worded: Callable[..., Any], language: Any, root:
 
     files = worded(gr.File(label=say("batch_files"), file_count="multiple", height=150, elem_id="batch-files"),
                    "batch_files")  # fmt: skip
+    strip = gr.Gallery(columns=12, height=90, allow_preview=False, show_label=False, visible=False,
+                       elem_id="batch-strip")
     files_note = gr.Markdown(elem_id="batch-count")
     batch_labels = worded(gr.Textbox(label=say("batch_labels"), value=labels, lines=2, elem_id="batch-labels"),
                           "batch_labels")  # fmt: skip
@@ -220,7 +222,8 @@ def batch_tab(service: Service, worded: Callable[..., Any], language: Any, root:
             gallery = worded(gr.Gallery(label=say("tagged"), columns=5, height=620, allow_preview=False,
                                         elem_id="batch-gallery"), "tagged")  # fmt: skip
     run = gr.Textbox(visible=False)  # the run's id: its images stay on the server
-    files.change(count_note, [files, language], files_note, api_visibility="private")
+    files.change(lambda f, c: (count_note(f, c), thumbnails(f, root)), [files, language], [files_note, strip],
+                 api_visibility="private")  # fmt: skip
     shown = [result_files, summary, counts, gallery, run, only, page, page_note]
     button.click(tag_in_place, [files, batch_labels, template, out_format, language], [message, *shown],
                  api_visibility="private")  # fmt: skip

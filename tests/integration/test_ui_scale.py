@@ -90,6 +90,7 @@ def test_batch_tag_of_300_files_keeps_the_button_in_view_and_pages_the_results(s
         page.locator("#batch-files button[aria-label='Clear']").first.click()
         page.locator("#batch-files input[type=file]").set_input_files(files)
         expect(page.locator("#batch-count")).to_contain_text("300 files", timeout=60_000)
+        expect(page.locator("#batch-strip img")).to_have_count(12, timeout=30_000)  # the first few, small
         assert _fully_in_view(page, "#batch-button")  # no scrolling past a list of 300 rows
         height = page.evaluate("document.documentElement.scrollHeight")
         assert height <= few + 50 and height < 2500, (few, height)  # one row per file made it 19,105 px
