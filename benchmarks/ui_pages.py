@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,33 +39,13 @@ def measure(url: str, files: list[str], classify: int = 40) -> dict[str, float]:
     return found
 
 
-def serve(checkout: Path, home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from tests.serving import free_port
-
-    port = free_port()
-    env = {**os.environ, "CLIPZERO_HOME": str(home), "PYTHONPATH": str(checkout)}
-    process = subprocess.Popen([sys.executable, "-m", "clipzero", "serve", "--port", str(port), "--model",
-                                "clipzero-shapes"], cwd=checkout, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(240):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"{checkout}: the server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkout", type=Path, help="also measure this checkout's UI (before/after)")
     parser.add_argument("--files", type=int, default=300)
     args = parser.parse_args()
     from clipzero.synthetic.world import render, sample_scene
+    from tests.serving import start_server, stop_server
 
     folder = Path(tempfile.mkdtemp(prefix="clipzero-ui-"))
     files = []
@@ -78,12 +56,12 @@ def main() -> None:
     results = {}
     for name, checkout in [("this checkout", HERE)] + ([("checkout " + str(args.checkout), args.checkout.resolve())]
                                                        if args.checkout else []):  # fmt: skip
-        process, url = serve(checkout, folder / f"home-{len(results)}")
+        home = folder / f"home-{len(results)}"
+        process, url = start_server(home=home, env={"PYTHONPATH": str(checkout)}, cwd=home)
         try:
             results[name] = measure(url, files)
         finally:
-            process.terminate()
-            process.wait(timeout=20)
+            stop_server(process)
     print(json.dumps(results, indent=1))
 
 

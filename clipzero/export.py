@@ -121,9 +121,7 @@ def _merge_keywords(target: Path, labels: list[str], parent: str, create: bool) 
         current = {}
     else:
         raise FileNotFoundError("not there")
-    flat = list(current.get("Xmp.dc.subject") or [])
-    tree = list(current.get("Xmp.lr.hierarchicalSubject") or [])
-    flat, tree = [flat] if isinstance(flat, str) else flat, [tree] if isinstance(tree, str) else tree
+    flat, tree = _listed(current.get("Xmp.dc.subject")), _listed(current.get("Xmp.lr.hierarchicalSubject"))
     prefix = f"{parent}|"
     earlier = {t[len(prefix):] for t in tree if t.startswith(prefix)}  # what clipzero wrote before
     keep_flat = [k for k in flat if k not in earlier or k in labels]
@@ -148,6 +146,11 @@ def _merge_keywords(target: Path, labels: list[str], parent: str, create: bool) 
         if os.path.exists(temporary):
             os.unlink(temporary)
     return True
+
+
+def _listed(value: Any) -> list[str]:
+    """An XMP value as a list of strings (one keyword may come back as a plain string)."""
+    return [] if not value else [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def _read_xmp(path: Path) -> dict[str, Any]:

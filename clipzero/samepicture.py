@@ -144,12 +144,12 @@ def decide(keep: Picture, other: Picture) -> Match | bool:
 
     tried: list[np.ndarray] = []
 
-    def attempt(transform: np.ndarray | None, close: bool | None = None) -> Match | bool:
+    def attempt(transform: np.ndarray | None) -> Match | bool:
         """A hypothesis refined and checked: its match, True when the pictures line up and differ (no other
         hypothesis can help), else False."""
         if transform is None or any(np.abs(transform - t).max() < 0.25 for t in tried):
             return False
-        if not (close if close is not None else _coarse_change(keep, other, transform) <= _COARSE_CUT):
+        if _coarse_change(keep, other, transform) > _COARSE_CUT:
             tried.append(transform)
             return False  # not even roughly the same: no refining
         refined, differ = _refine(keep, other, transform), False

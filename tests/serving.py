@@ -23,9 +23,10 @@ def free_port() -> int:
 
 
 def start_server(
-    *extra: str, home: Path, env: dict[str, str] | None = None, key: str | None = None
+    *extra: str, home: Path, env: dict[str, str] | None = None, key: str | None = None, cwd: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """A server with the bundled model; waits until /healthz answers."""
+    """A server with the bundled model; waits until /healthz answers. ``cwd`` with ``PYTHONPATH`` in ``env`` runs
+    another checkout's clipzero (the current directory would come first on the import path)."""
     port = free_port()
     environment = {**os.environ, "CLIPZERO_HOME": str(home), **(env or {})}
     home.mkdir(parents=True, exist_ok=True)
@@ -34,6 +35,7 @@ def start_server(
     process = subprocess.Popen(
         [sys.executable, "-m", "clipzero", "serve", "--port", str(port), "--model", "clipzero-shapes", *extra],
         env=environment,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=log,
     )

@@ -18,7 +18,7 @@ from .ui_batch import batch_tab, sort_choices
 from .ui_classify import chips, classify_view, results_file, table_headers, top_bars
 from .ui_dedup import dedup_tab, kind_choices
 from .ui_files import count_note, thumbnails, upload_paths
-from .uitext import LANGUAGES, inert, language_of, say
+from .uitext import LANGUAGES, inert, language_of, not_done, say
 
 __all__ = ["UI_CSS", "build_ui", "example_images"]
 
@@ -135,7 +135,7 @@ def build_ui(service: Service) -> Any:
         try:
             images, results = answer(files, labels_text, template, top_k, threshold, rerank, reject, multi_label)
         except gr.Error as exc:
-            return (say("not_done", language_of(choice), reason=inert(exc.message)), *[gr.skip()] * 8)
+            return (not_done(exc.message, choice), *[gr.skip()] * 8)
         bars, table, notes, gallery, readable = classify_view(service, images, results, lang)
         first = say("selected", lang, name=inert(readable[0]["image"])) if readable else ""
         return "", bars, table, notes, gallery, readable, first, results_file(root, images, results), \
@@ -177,7 +177,7 @@ def build_ui(service: Service) -> Any:
         try:
             return "", search(text, image, top_k)
         except gr.Error as exc:
-            return say("not_done", language_of(choice), reason=inert(exc.message)), gr.skip()
+            return not_done(exc.message, choice), gr.skip()
 
     worded: list[tuple[Any, str, str]] = []  # (component, words key, the attribute they fill) for the switch
 
@@ -280,7 +280,7 @@ def build_ui(service: Service) -> Any:
             with w(gr.Tab(say("tab.dedup")), "tab.dedup"):
                 dedup_tab(service, w, language, root)
         with w(gr.Tab(say("tab.batch")), "tab.batch"):
-            batch_tab(service, w, language, root, templates, languages, short_labels())
+            batch_start = batch_tab(service, w, language, root, templates, languages, short_labels())
         with w(gr.Tab(say("tab.model")), "tab.model"):
             w(gr.Markdown(_model_markdown(service), elem_id="model-card"), "card", "card")
 
@@ -323,8 +323,7 @@ def build_ui(service: Service) -> Any:
         template.input(follow_templates, [template, language], language, api_visibility="private")
         all_en.click(lambda: LANGUAGES["en"], None, language, api_visibility="private")
         all_zh.click(lambda: LANGUAGES["zh"], None, language, api_visibility="private")
-        starting = [labels, template, *batch_inputs(demo)]
-        demo.load(from_browser, None, [language, *starting], api_visibility="private")
+        demo.load(from_browser, None, [language, labels, template, *batch_start], api_visibility="private")
     # Gradio runs one call of each event at a time unless told otherwise: one user's heavy classify would stall
     # every other user's. Calls run side by side (UI_CONCURRENCY); large decodes queue in the service's lane.
     demo.queue(default_concurrency_limit=UI_CONCURRENCY)
@@ -345,12 +344,6 @@ UI_CSS = """
 .caption-label { white-space: normal !important; max-width: calc(100% - 8px) !important; line-height: 1.25;
                  overflow-wrap: anywhere; }
 """
-
-
-def batch_inputs(demo: Any) -> list[Any]:
-    """The Batch tag tab's labels and template set (found by their element ids)."""
-    found = {getattr(block, "elem_id", None): block for block in demo.blocks.values()}
-    return [found["batch-labels"], found["batch-template"]]
 
 
 def _ensure(folder: Path) -> Path:

@@ -20,7 +20,7 @@ from ..factory import split_labels
 from .core import Service
 from .fairness import batches_within
 from .ui_classify import tile
-from .uitext import LANGUAGES, inert, language_of, say
+from .uitext import LANGUAGES, inert, not_done, say
 
 __all__ = ["PAGE", "Tagged", "batch_tab", "page_of"]
 
@@ -86,9 +86,9 @@ def page_of(rows: list[Tagged], label: str | None, order: str, page: float, lang
 
 
 def batch_tab(service: Service, worded: Callable[..., Any], language: Any, root: Path, templates: list[str],
-              languages: dict[str, str], labels: str) -> None:  # fmt: skip
+              languages: dict[str, str], labels: str) -> list[Any]:  # fmt: skip
     """Build the tab inside the current gr.Blocks; ``worded`` registers a component's words, ``language`` is the
-    UI's language switch."""
+    UI's language switch. Returns the tab's labels and template set (a Chinese browser starts them in Chinese)."""
     from ..outputs import ResultWriter
     from .core import DeadlineExceeded, deadline_after
     from .ui_files import count_note, thumbnails, upload_paths
@@ -118,25 +118,27 @@ def batch_tab(service: Service, worded: Callable[..., Any], language: Any, root:
             stopped = ""
             errors: list[str] = []
             started = time.monotonic()
+
+            def unreadable(name: str, error: str, row: dict[str, str]) -> None:
+                nonlocal failed
+                failed += 1
+                writer.write_error(row)
+                errors.append(f"- **{inert(name)}**: {inert(error)}")
+                rows.append(Tagged(_grey(thumbs), say("unreadable", lang), 0.0, name, error))
+
             try:
                 chunks = batches_within(items, settings.max_images, service.pixel_budget,
                                         lambda item: service.price([(item.name, item.data)])[0] if item.data else 0)
                 for chunk in chunks:
                     for item in chunk:
                         if item.error is not None:
-                            failed += 1
-                            writer.write_error({"image": item.name, "error": item.error})
-                            errors.append(f"- **{inert(item.name)}**: {inert(item.error)}")
-                            rows.append(Tagged(_grey(thumbs), say("unreadable", lang), 0.0, item.name, item.error))
+                            unreadable(item.name, item.error, {"image": item.name, "error": item.error})
                     good = [(item.name, item.data) for item in chunk if item.data is not None]
                     if good:
                         predictions = service.predict_partial(classifier, good, deadline=deadline)
                         for (name, data), prediction in zip(good, predictions):
                             if prediction.error is not None:
-                                failed += 1
-                                writer.write_error(prediction.to_dict())
-                                errors.append(f"- **{inert(prediction.image)}**: {inert(prediction.error)}")
-                                rows.append(Tagged(_grey(thumbs), say("unreadable", lang), 0.0, name, prediction.error))
+                                unreadable(prediction.image, prediction.error, prediction.to_dict())
                                 continue
                             tagged += 1
                             writer.write({**prediction.to_dict(), "sha256": hashlib.sha256(data).hexdigest()})
@@ -179,7 +181,7 @@ def batch_tab(service: Service, worded: Callable[..., Any], language: Any, root:
         try:
             return ("", *tag(files, labels_text, template, out_format, progress))
         except gr.Error as exc:
-            return (say("not_done", language_of(choice), reason=inert(exc.message)), *[gr.skip()] * 8)
+            return (not_done(exc.message, choice), *[gr.skip()] * 8)
 
     def tag_api(files: Any, labels_text: str, template: str, out_format: str,
                 progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
@@ -231,6 +233,7 @@ def batch_tab(service: Service, worded: Callable[..., Any], language: Any, root:
     for control in (only, order):
         control.change(first_page, [run, only, order, template], [gallery, page, page_note], api_visibility="private")
     page.input(view, [run, only, order, page, template], [gallery, page, page_note], api_visibility="private")
+    return [batch_labels, template]
 
 
 def sort_choices(lang: str) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ import gradio as gr
 
 from ..errors import ClipzeroError
 from .core import Service
-from .uitext import inert, language_of, say
+from .uitext import language_of, not_done, say
 
 __all__ = ["dedup_tab", "kind_choices"]
 
@@ -62,7 +62,7 @@ def dedup_tab(service: Service, worded: Callable[..., Any], language: Any, root:
         try:
             text, html_rows, report = run(threshold, check, chosen, lang)
         except gr.Error as exc:
-            return say("not_done", lang, reason=inert(exc.message)), gr.skip(), gr.skip(), gr.skip()
+            return not_done(exc.message, choice), gr.skip(), gr.skip(), gr.skip()
         return "", text, html_rows, _could_go(report, root) if report["redundant"] else None
 
     go.click(run_in_place, [cut, verify, kinds, language], [message, summary, rows, listing], api_visibility="private")
@@ -82,6 +82,8 @@ def _could_go(report: dict[str, Any], root: Path) -> str:
     import csv
     import uuid
 
+    from ..outputs import csv_cell  # paths are inert in a spreadsheet, as in `clipzero dedup --out`
+
     out = root / f"dedup-{uuid.uuid4().hex}" / "could-go.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
@@ -93,7 +95,8 @@ def _could_go(report: dict[str, Any], root: Path) -> str:
                     continue
                 match = member.get("match") or {}
                 kinds = "+".join(match.get("kinds", ())) or group["kind"]
-                writer.writerow([number, member["path"], group["keep"], kinds, f"{member['similarity']:.4f}"])
+                writer.writerow([number, csv_cell(member["path"]), csv_cell(group["keep"]), kinds,
+                                 f"{member['similarity']:.4f}"])
     return str(out)
 
 

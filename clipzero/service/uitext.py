@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["LANGUAGES", "inert", "language_of", "say"]
+__all__ = ["LANGUAGES", "inert", "language_of", "not_done", "say"]
 
 # Characters Markdown acts on anywhere in a line, and what it acts on at a line's start (a heading, a list, a quote).
 _INLINE = re.compile(r"([\\`*_\[\]|~])")
@@ -139,6 +139,11 @@ def say(key: str, language: str = "en", **values: object) -> str:
     english, chinese = _WORDS[key]
     words = chinese if language == "zh" else english
     return words.format(**values) if values else words
+
+
+def not_done(reason: str, choice: str | None) -> str:
+    """The message area's words for a run that did not happen, in the language of the switch's ``choice``."""
+    return say("not_done", language_of(choice), reason=inert(reason))
 
 
 def language_of(choice: str | None) -> str:
