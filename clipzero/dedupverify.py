@@ -53,7 +53,8 @@ def _verified_groups(pairs: list[tuple[int, int]], first: list[str], vectors: np
                      look: Callable[[str], Picture | None], rank: Callable[[int], tuple[Any, ...]], allowed: set[str],
                      threads: int, stop: Callable[[], None],
                      ) -> list[tuple[int, list[tuple[int, Match]]]]:  # fmt: skip
-    from .samepicture import Match, decide, screen
+    from .samepicture import Match, decide
+    from .samescreen import alike
 
     rows = sorted({r for pair in pairs for r in pair})
     with ThreadPoolExecutor(threads) as pool:  # decoding and OpenCV release the GIL
@@ -62,8 +63,10 @@ def _verified_groups(pairs: list[tuple[int, int]], first: list[str], vectors: np
     stop()
     candidates = {(a, b) for a, b in pairs if a in pictures and b in pictures} | layout_pairs(pictures)
     order = {r: rank(r) for r in pictures}
-    screened = [(a, b) if order[a] > order[b] else (b, a) for a, b in candidates  # the likely keep first
-                if float(vectors[a] @ vectors[b]) >= _SURE or screen(pictures[a], pictures[b])]
+    listed = sorted(candidates)
+    passed = alike({r: p.layouts for r, p in pictures.items()}, {r: p.colours for r, p in pictures.items()}, listed)
+    screened = [(a, b) if order[a] > order[b] else (b, a) for (a, b), ok in zip(listed, passed)  # the likely keep first
+                if ok or float(vectors[a] @ vectors[b]) >= _SURE]
     screened.sort(key=lambda pair: (order[pair[0]], order[pair[1]]), reverse=True)  # likely keeps' pairs first
     matches: dict[tuple[int, int], Match | None] = {}
     differ: dict[int, set[int]] = {}  # rows that line up with a row and differ from it: a changed scene

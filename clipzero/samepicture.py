@@ -2,15 +2,15 @@
 
 Dedup finds candidate pairs by their vectors; this module decides each pair on its pixels, in three steps:
 
-1. **screen** (vectorised, for every candidate pair): the old pixel layouts (32 x 32 grey, zero mean, the best over
-   small crops) and the colour layout must be loosely alike. Edited copies pass; most merely similar pictures stop.
+1. **screen** (:mod:`clipzero.samescreen`, for every candidate pair at once): small grey and colour layouts must be
+   loosely alike. Edited copies pass; most merely similar pictures stop.
 2. **align**: a transform that maps one picture onto the other, from whichever of these fits first: the frames
    themselves (a resized or re-encoded copy), ORB features matched with a ratio test and a similarity transform
    fitted by RANSAC (OpenCV's ``estimateAffinePartial2D``), or, for pictures with too few features to go by, a
    normalised-correlation placement of one picture inside the other; each roughly checked at a quarter of the size,
-   then refined by ECC. Only similarity transforms count (scale, turn, shift, no shear), and the copy must lie inside
-   the kept picture's frame (a moved object is not a crop; a picture that shows more than the kept one is not its
-   copy).
+   then checked as it is when it lines up already, else refined by ECC first. Only similarity transforms count
+   (scale, turn, shift, no shear), and the copy must lie inside the kept picture's frame (a moved object is not a
+   crop; a picture that shows more than the kept one is not its copy).
 3. **compare**: with the transform applied, one gain for every channel and an offset per colour channel are fitted
    (a brightness, contrast or colour-cast edit, clipping at white allowed), trimmed so that a changed region is not
    fitted away; then every pixel's difference beyond a one-pixel slip is measured in brightness and, at half the
@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHANGE_CUT", "KINDS", "Match", "Picture", "decide", "picture", "screen"]
+from .samescreen import colour_layout, grey_layouts
+
+__all__ = ["CHANGE_CUT", "KINDS", "Match", "Picture", "decide", "picture"]
 
 #: Every kind of copy a match may name; a copy can be several (a crop that was also resized).
 KINDS = ("exact", "resized", "re-encoded", "cropped", "turned", "edited")
@@ -48,9 +50,9 @@ _MIN_INLIERS = 8
 _TURN = math.radians(0.5)  # the smallest turn named as one
 _OUTSIDE = 0.02  # of the copy's frame outside the kept one (beyond a turn's corners): a copy shows nothing new
 _MIN_KEPT = 0.5  # of the kept picture's area that a crop still shows
-_SCREEN_LAYOUT, _SCREEN_COLOUR = 0.75, 0.4  # step 1: measured, every edited copy above both
-_SIDE, _COLOUR_SIDE = 32, 6
 _COARSE, _COARSE_CUT = 4, 0.08  # the coarse check's size divisor and the changed share that ends a hypothesis
+_LINED_UP = 0.02  # at most this changed share in the coarse check: checked as it is before refining (measured: 99.5%
+# of the hypotheses that pass as they are, and a third of those that fail, are under it)
 _ECC = 2  # ECC works at half the working size
 _ALIGNED = 0.25  # at most this share changed under a refined transform: the pictures line up, and they differ
 _PLAIN = 150  # features: a picture with fewer is also placed by correlation
@@ -67,7 +69,7 @@ class Picture:
     grey: np.ndarray  # uint8 (h, w)
     sharpness: float
     layouts: np.ndarray  # (11, 1024): the screen's grey layouts
-    colours: np.ndarray  # (108,): the screen's colour layout
+    colours: np.ndarray  # (72,): the screen's colour layout
     _features: tuple[np.ndarray, Any] | None = None
     _small: np.ndarray | None = None
     _half: np.ndarray | None = None
@@ -120,21 +122,15 @@ class Match:
 
 def picture(image: Any, width: int, height: int) -> Picture:
     """A :class:`Picture` of a decoded PIL image whose file is ``width`` x ``height``."""
-    from PIL import Image
+    import cv2
 
-    rgb = image.convert("RGB")
-    k = WORK_SIDE / max(rgb.size)
-    size = (max(1, round(rgb.width * k)), max(1, round(rgb.height * k)))
-    rgb = rgb.resize(size, Image.Resampling.BOX if k < 1 else Image.Resampling.BILINEAR)
-    grey = rgb.convert("L")
-    return Picture(width, height, np.asarray(rgb), np.asarray(grey), _sharpness(grey), _layouts(grey), _colours(rgb))
-
-
-def screen(a: Picture, b: Picture) -> bool:
-    """Step 1: loosely alike in grey layout (one may be a small crop of the other, or turned) and in colour."""
-    x, y = a.layouts, b.layouts
-    layout = max(float((x[:-1] @ y[0]).max()), float((y[:-1] @ x[0]).max()), float(x[-1] @ y[-1]))
-    return layout >= _SCREEN_LAYOUT and float(a.colours @ b.colours) >= _SCREEN_COLOUR
+    rgb = np.asarray(image.convert("RGB"))
+    h, w = rgb.shape[:2]
+    k = WORK_SIDE / max(w, h)
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return Picture(width, height, rgb, grey, _sharpness(grey), grey_layouts(grey), colour_layout(rgb))
 
 
 def decide(keep: Picture, other: Picture) -> Match | bool:
@@ -142,31 +138,35 @@ def decide(keep: Picture, other: Picture) -> Match | bool:
     differ (a changed scene: it differs from every copy of either too); False when no alignment was found."""
     import cv2
 
-    tried: list[np.ndarray] = []
+    tried: list[np.ndarray] = []  # every hypothesis and refined transform
+    checked: list[tuple[np.ndarray, float]] = []  # the transforms checked at the working size, with their change
 
     def attempt(transform: np.ndarray | None) -> Match | bool:
-        """A hypothesis refined and checked: its match, True when the pictures line up and differ (no other
-        hypothesis can help), else False."""
+        """A hypothesis checked as it is when it lines up already, else (or when that fails) refined and checked:
+        its match, True when the pictures line up and differ (no other hypothesis can help), else False."""
         if transform is None or any(np.abs(transform - t).max() < 0.25 for t in tried):
             return False
-        if _coarse_change(keep, other, transform) > _COARSE_CUT:
-            tried.append(transform)
+        tried.append(transform)
+        rough = _coarse_change(keep, other, transform)
+        if rough > _COARSE_CUT:
             return False  # not even roughly the same: no refining
-        refined, differ = _refine(keep, other, transform), False
-        for m, aligned in ((refined, True), (transform, False)):
-            if m is None or any(np.abs(m - t).max() < 0.25 for t in tried) or not _similarity(m):
-                continue
-            tried.append(m)
-            match, change = _check(keep, other, m)
-            if match is not None and aligned and abs(match.angle) < 1 and "turned" in match.kinds and \
-                    not _turn(transform):  # fmt: skip
-                plain, plain_change = _check(keep, other, transform)  # ECC drifts a little on a round object
-                if plain is not None and plain_change <= 1.5 * change + 1e-4:
-                    return plain  # the turn explains nothing the plain frame does not
+        if rough <= _LINED_UP and _similarity(transform):  # a frame or a fitted similarity is often exact already
+            match, change = _check(keep, other, transform)
             if match is not None:
                 return match
-            differ = differ or (aligned and change < _ALIGNED)
-        return differ
+            checked.append((transform, change))
+        refined = _refine(keep, other, transform)
+        if refined is None or not _similarity(refined):
+            return False
+        for t, change in checked:
+            if np.abs(refined - t).max() < 0.25:  # checked already: the refining confirms it or leads back
+                return t is transform and change < _ALIGNED
+        if any(np.abs(refined - t).max() < 0.25 for t in tried if t is not transform):
+            return False
+        tried.append(refined)
+        match, change = _check(keep, other, refined)
+        checked.append((refined, change))
+        return match if match is not None else change < _ALIGNED
 
     frame = _frame(keep, other)
     found = attempt(frame)
@@ -238,16 +238,20 @@ def _refine(a: Picture, b: Picture, m: np.ndarray) -> np.ndarray | None:
     """ECC from ``m`` (b -> a), at half the working size: the affine that best lines b's grey up with a's."""
     import cv2
 
-    half = np.array([[1 / _ECC, 0, 0], [0, 1 / _ECC, 0], [0, 0, 1]], np.float32)
-    start = half @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(half)
-    warp = np.asarray(cv2.invertAffineTransform(start[:2].astype(np.float32)), np.float32)  # a -> b, as ECC wants
+    warp = cv2.invertAffineTransform(_rescaled(m, 1 / _ECC))  # a -> b at half the size, as ECC wants
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3)
     try:
         _, warp = cv2.findTransformECC(a.half(), b.half(), warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:  # did not converge: the hypothesis stands as it was
         return None
-    found = np.linalg.inv(half) @ np.vstack([cv2.invertAffineTransform(warp), [0, 0, 1]]) @ half
-    return np.asarray(found[:2], np.float32)
+    return _rescaled(cv2.invertAffineTransform(warp), _ECC)
+
+
+def _rescaled(m: np.ndarray, k: float) -> np.ndarray:
+    """The transform ``m`` for both pictures scaled by ``k``: its turn and scale stay, its shift scales."""
+    out = np.array(m, np.float32)
+    out[:, 2] *= k
+    return out
 
 
 def _turn(m: np.ndarray) -> bool:
@@ -272,7 +276,7 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> tuple[Match | None, float]:
     shared, _ = cv2.intersectConvexConvex(corners.astype(np.float32), frame)
     mapped = abs(cv2.contourArea(corners.astype(np.float32)))
     kept = shared / (wa * ha)
-    turn = abs(math.tan(math.atan2(float(m[1, 0]), float(m[0, 0]))))
+    turn = abs(math.tan(math.remainder(math.atan2(float(m[1, 0]), float(m[0, 0])), math.pi / 2)))  # off a right angle
     outside = 1 - shared / max(mapped, 1e-9)  # a turned copy's corners leave the frame: half the turn's tangent
     if outside > 0.5 * turn + _OUTSIDE or kept < _MIN_KEPT:  # the copy inside the kept frame, and enough of it
         return None, 1.0
@@ -281,11 +285,15 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> tuple[Match | None, float]:
     warped = cv2.warpAffine(b.rgb, m, (wa, ha), flags=cv2.INTER_LINEAR)
     inside = cv2.warpAffine(np.ones((hb, wb), np.uint8), m, (wa, ha), flags=cv2.INTER_NEAREST)
     inside = cv2.erode(inside, np.ones((7, 7), np.uint8)) > 0
-    if inside.sum() < 0.3 * inside.size:
+    if cv2.countNonZero(inside.view(np.uint8)) < 0.3 * inside.size:
         return None, 1.0
     mine = a.rgb
     best: tuple[float, float, np.ndarray] | None = None
-    for x, y in ((warped, mine), (mine, warped)):  # fitted either way: the brighter copy may be clipped at white
+    ways = [(warped, mine), (mine, warped)]  # fitted either way: the brighter copy may be clipped at white
+    mask = inside.view(np.uint8)
+    if sum(cv2.mean(warped, mask)[:3]) > sum(cv2.mean(mine, mask)[:3]):
+        ways.reverse()  # the brighter one fitted first: its clipped pixels are left out of the fit
+    for x, y in ways:
         gain, offset = _fit(x, y, inside)
         change = _change(y, _apply(x, gain, offset, cv2), inside, cv2)
         if best is None or change < best[0]:
@@ -299,8 +307,9 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> tuple[Match | None, float]:
     linear = m[:, :2] * a.width / max(wa, 1) * wb / max(b.width, 1)  # in the files' own pixels
     scale = math.sqrt(abs(float(np.linalg.det(linear))))
     angle = math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))
-    sample = warped[::3, ::3][inside[::3, ::3]].astype(np.float32)
-    shift = float(np.abs((gain - 1) * sample + offset).max(axis=1).mean()) if len(sample) else 0.0  # levels, 0-255
+    sample = np.ascontiguousarray(warped[::3, ::3][inside[::3, ::3]].T, np.float32)  # (3, n)
+    moved = np.abs((gain - 1) * sample + np.asarray(offset, np.float32)[:, None])
+    shift = float(np.maximum(np.maximum(moved[0], moved[1]), moved[2]).mean()) if sample.shape[1] else 0.0  # 0-255
     kinds = [k for k, on in (("resized", abs(scale - 1) > 0.03), ("cropped", kept < 0.97),
                              ("turned", _turn(m)), ("edited", shift > 6)) if on]  # fmt: skip
     return Match(tuple(kinds) or ("re-encoded",), float(kept), angle, scale, change), change
@@ -310,8 +319,7 @@ def _coarse_change(a: Picture, b: Picture, m: np.ndarray) -> float:
     """The changed share at a quarter of the working size, where a rough transform lines things up well enough."""
     import cv2
 
-    quarter = np.array([[1 / _COARSE, 0, 0], [0, 1 / _COARSE, 0], [0, 0, 1]], np.float32)
-    coarse = (quarter @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(quarter))[:2].astype(np.float32)
+    coarse = _rescaled(m, 1 / _COARSE)
     mine, theirs = a.small(), b.small()
     size = (mine.shape[1], mine.shape[0])
     warped = cv2.warpAffine(theirs, coarse, size, flags=cv2.INTER_LINEAR)
@@ -328,29 +336,34 @@ def _apply(x: np.ndarray, gain: float, offset: np.ndarray, cv2: Any) -> np.ndarr
     return cv2.transform(x, np.hstack([gain * np.eye(3), np.asarray(offset, np.float64).reshape(3, 1) + 0.5]))
 
 
-def _fit(x: np.ndarray, y: np.ndarray, inside: np.ndarray, step: int = 5, rounds: int = 3,
+def _fit(x: np.ndarray, y: np.ndarray, inside: np.ndarray, step: int = 8, rounds: int = 3,
          ) -> tuple[float, np.ndarray]:  # fmt: skip
     """y ~ g x + o_c: one gain for every channel and an offset per channel, fitted where y is not clipped, three
     times, each time without the worst-fitting fifth (a changed object is not an edit)."""
-    x, y, inside = x[::step, ::step], y[::step, ::step], inside[::step, ::step]  # a sample of the pixels will do
-    usable = inside & (y.max(axis=2) < 252) & (y.min(axis=2) > 3)
-    xs, ys = x[usable].T.astype(np.float32), y[usable].T.astype(np.float32)  # (3, n): channels first
+    import cv2
+
+    if step > 1:  # a sample of the pixels will do
+        x, y, inside = x[::step, ::step], y[::step, ::step], inside[::step, ::step]
+    usable = inside & (cv2.inRange(np.ascontiguousarray(y), (4, 4, 4), (251, 251, 251)) > 0)
+    xs = np.ascontiguousarray(x[usable].T, np.float32)  # (3, n): channels first, each a contiguous row
+    ys = np.ascontiguousarray(y[usable].T, np.float32)
     gain, offset = 1.0, np.zeros(3, np.float32)
     for _ in range(rounds):
         n = xs.shape[1]
         if n < 50:
             break
-        mx, my = xs.mean(1, keepdims=True), ys.mean(1, keepdims=True)
-        xc = xs - mx
+        mx, my = xs.mean(1), ys.mean(1)
+        xc = xs - mx[:, None]
         spread = float(np.vdot(xc, xc))
         if spread > 1:
-            gain = min(max(float(np.vdot(xc, ys - my)) / spread, 0.7), 1.5)
+            gain = min(max(float(np.vdot(xc, ys)) / spread, 0.7), 1.5)  # the centred x sums to 0: y need not be
         if rounds == 1:  # untrimmed: the mean will do
-            offset = (my - gain * mx).ravel().astype(np.float32)
-            break
+            return gain, (my - gain * mx).astype(np.float32)
         residual = ys - gain * xs
         offset = np.partition(residual, n // 2, axis=1)[:, n // 2]  # the median, per channel
-        error = np.abs(residual - offset[:, None]).max(axis=0)
+        residual -= offset[:, None]
+        np.abs(residual, out=residual)
+        error = np.maximum(np.maximum(residual[0], residual[1]), residual[2])
         keep = error <= np.partition(error, (4 * n) // 5)[(4 * n) // 5]
         xs, ys = xs[:, keep], ys[:, keep]
     return gain, offset
@@ -361,18 +374,25 @@ def _change(y: np.ndarray, fitted: np.ndarray, inside: np.ndarray, cv2: Any, blu
     """The share of ``inside`` covered by changed regions between two uint8 RGB pictures: brightness at a 1-pixel
     blur, colour (Cr, Cb) at half the size with the same blur (JPEG keeps colour at half resolution)."""
     first, second = (cv2.cvtColor(c, cv2.COLOR_RGB2YCrCb) for c in (y, fitted))
-    bright = [cv2.GaussianBlur(np.ascontiguousarray(c[..., 0]), (0, 0), blur) for c in (first, second)]
-    changed = cv2.max(_beyond_slip(bright[0], bright[1], cv2), _beyond_slip(bright[1], bright[0], cv2)) > _CHANGE_LEVEL
+    k = 2 * round(2 * blur) + 1  # the kernel to two sigmas: the tails beyond add under one level
+    bright = [cv2.GaussianBlur(cv2.extractChannel(c, 0), (k, k), blur) for c in (first, second)]
+    changed = cv2.max(_beyond_slip(bright[0], bright[1], cv2), _beyond_slip(bright[1], bright[0], cv2))
     h, w = changed.shape
     half = (max(1, w // 2), max(1, h // 2))
-    colour = [cv2.GaussianBlur(cv2.resize(c, half, interpolation=cv2.INTER_AREA), (0, 0), blur)
+    colour = [cv2.GaussianBlur(cv2.resize(c, half, interpolation=cv2.INTER_AREA), (k, k), blur)
               for c in (first, second)]  # its brightness channel unused
     colours = cv2.max(_beyond_slip(colour[0], colour[1], cv2), _beyond_slip(colour[1], colour[0], cv2))
-    colours = cv2.resize(cv2.max(colours[..., 1], colours[..., 2]), (w, h), interpolation=cv2.INTER_NEAREST)
-    changed = ((changed | (colours > _CHANGE_LEVEL / 1.5)) & inside).astype(np.uint8)  # colour counts half again
-    _, _, stats, _ = cv2.connectedComponentsWithStats(changed)
+    colours = cv2.resize(cv2.max(cv2.extractChannel(colours, 1), cv2.extractChannel(colours, 2)), (w, h),
+                         interpolation=cv2.INTER_NEAREST)  # fmt: skip
+    changed = ((changed > _CHANGE_LEVEL) | (colours > _CHANGE_LEVEL / 1.5)) & inside  # colour counts half again
+    area = cv2.countNonZero(inside.view(np.uint8))
+    if area == 0 or np.count_nonzero(changed) < smallest:
+        return 0.0
+    x, y0, bw, bh = cv2.boundingRect(changed.view(np.uint8))  # the regions are counted where they are
+    region = np.ascontiguousarray(changed[y0 : y0 + bh, x : x + bw]).view(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(region, 8, cv2.CV_16U, cv2.CCL_SPAGHETTI)  # <= 256²
     areas = stats[1:, cv2.CC_STAT_AREA]
-    return float(areas[areas >= smallest].sum()) / float(inside.sum())
+    return float(areas[areas >= smallest].sum()) / float(area)
 
 
 def _beyond_slip(y: np.ndarray, x: np.ndarray, cv2: Any) -> np.ndarray:
@@ -382,41 +402,16 @@ def _beyond_slip(y: np.ndarray, x: np.ndarray, cv2: Any) -> np.ndarray:
     return cv2.max(cv2.subtract(y, cv2.dilate(x, kernel)), cv2.subtract(cv2.erode(x, kernel), y))
 
 
-def _layouts(grey: Any) -> np.ndarray:
-    """(11, 1024): the whole picture, nine 90% crops and the middle 80%, each 32 x 32, zero mean, unit norm."""
-    from PIL import Image
-
-    w, h = grey.size
-    boxes = [(0, 0, w, h)] + [(int(w * fx), int(h * fy), int(w * fx) + int(w * 0.9), int(h * fy) + int(h * 0.9))
-                              for fx in (0, 0.05, 0.1) for fy in (0, 0.05, 0.1)]  # fmt: skip
-    boxes.append((int(w * 0.1), int(h * 0.1), int(w * 0.9), int(h * 0.9)))  # the middle: free of a turn's corners
-    out = np.stack([np.asarray(grey.resize((_SIDE, _SIDE), Image.Resampling.BOX, box=box), np.float32).ravel()
-                    for box in boxes])  # fmt: skip
-    out -= out.mean(1, keepdims=True)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
-
-
-def _colours(image: Any) -> np.ndarray:
-    """The middle 80%'s chroma (Cb, Cr about their neutral point) at 6 x 6, unit norm."""
-    from PIL import Image
-
-    w, h = image.size
-    middle = image.crop((int(w * 0.1), int(h * 0.1), int(w * 0.9), int(h * 0.9)))
-    middle = middle.resize((_COLOUR_SIDE, _COLOUR_SIDE), Image.Resampling.BOX)
-    chroma = np.asarray(middle.convert("YCbCr"), np.float32)[..., 1:].ravel() - 128.0
-    return chroma / (np.linalg.norm(chroma) or 1.0)
-
-
-def _sharpness(grey: Any) -> float:
+def _sharpness(grey: np.ndarray) -> float:
     """Variance of the Laplacian over the variance of the grey, in the middle 80% of the picture at the working size
     (higher: sharper). Relative to contrast, so a brightened copy is not sharper than its original; the middle, so a
     turned copy's filled corners add nothing."""
     import cv2
 
-    a = np.asarray(grey)
-    h, w = a.shape
-    a = a[h // 10 : h - h // 10, w // 10 : w - w // 10]
+    h, w = grey.shape
+    a = grey[h // 10 : h - h // 10, w // 10 : w - w // 10]
     if a.shape[0] < 3 or a.shape[1] < 3:
         return 0.0
     laplacian = cv2.Laplacian(a, cv2.CV_32F, ksize=1)[1:-1, 1:-1]
-    return float(laplacian.var() / (a.var() + 1.0))
+    spread = float(cv2.meanStdDev(laplacian)[1][0, 0]) ** 2
+    return spread / (float(cv2.meanStdDev(a)[1][0, 0]) ** 2 + 1.0)
