@@ -168,7 +168,8 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
             members carry no kinds).
         kinds: only near members whose every kind is among these (``{"resized", "re-encoded"}``: leave crops, turns
             and edits alone); default every kind.
-        workers: threads for the verification (default: the machine's cores, at most 8).
+        workers: parallel workers for the verification: processes on Linux (forked, so they share the loaded
+            pictures), threads elsewhere (default: the machine's cores, at most 8).
         stop: called between steps of the verification; raises to stop the work (a server's request deadline).
 
     Returns:

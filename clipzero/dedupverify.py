@@ -1,11 +1,14 @@
 """Dedup's verified grouping: candidates from the vectors and from the pictures' layouts, screened, verified by
-:mod:`clipzero.samepicture` on several threads, and grouped around the image to keep."""
+:mod:`clipzero.samepicture` on every core, and grouped around the image to keep."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import sys
+import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,8 +25,11 @@ _LAYOUT_NEIGHBOURS = 8
 #: Pairs this close by their vectors go to verification even when their layouts differ (a heavy crop).
 _SURE = 0.95
 
-#: Pairs verified in parallel before the joined ones are skipped.
-_BATCH = 32
+#: Pairs sent to a worker at a time.
+_CHUNK = 4
+
+#: Screened pairs from which the verification forks processes rather than using threads.
+_FORK_FROM = 16
 
 
 def near_verified(pairs: list[tuple[int, int]], first: list[str], vectors: np.ndarray,
@@ -53,13 +59,13 @@ def _verified_groups(pairs: list[tuple[int, int]], first: list[str], vectors: np
                      look: Callable[[str], Picture | None], rank: Callable[[int], tuple[Any, ...]], allowed: set[str],
                      threads: int, stop: Callable[[], None],
                      ) -> list[tuple[int, list[tuple[int, Match]]]]:  # fmt: skip
-    from .samepicture import Match, decide
+    from .samepicture import Match
     from .samescreen import alike
 
     rows = sorted({r for pair in pairs for r in pair})
-    with ThreadPoolExecutor(threads) as pool:  # decoding and OpenCV release the GIL
-        found = list(pool.map(lambda r: look(first[r]), rows))
-    pictures = {r: p for r, p in zip(rows, found) if p is not None}
+    with ThreadPoolExecutor(threads) as loaders:  # decoding and OpenCV release the GIL
+        looked = list(loaders.map(lambda r: look(first[r]), rows))
+    pictures = {r: p for r, p in zip(rows, looked) if p is not None}
     stop()
     candidates = {(a, b) for a, b in pairs if a in pictures and b in pictures} | layout_pairs(pictures)
     order = {r: rank(r) for r in pictures}
@@ -71,13 +77,11 @@ def _verified_groups(pairs: list[tuple[int, int]], first: list[str], vectors: np
     matches: dict[tuple[int, int], Match | None] = {}
     differ: dict[int, set[int]] = {}  # rows that line up with a row and differ from it: a changed scene
 
-    def verified(pair: tuple[int, int]) -> Match | None:
-        if pair not in matches:
-            found = decide(pictures[pair[0]], pictures[pair[1]])
-            matches[pair] = found if isinstance(found, Match) else None
-            if found is True:
-                differ.setdefault(pair[0], set()).add(pair[1])
-                differ.setdefault(pair[1], set()).add(pair[0])
+    def record(pair: tuple[int, int], found: Match | bool) -> Match | None:
+        matches[pair] = found if isinstance(found, Match) else None
+        if found is True:
+            differ.setdefault(pair[0], set()).add(pair[1])
+            differ.setdefault(pair[1], set()).add(pair[0])
         return matches[pair]
 
     def known(a: int, b: int) -> bool:
@@ -88,32 +92,47 @@ def _verified_groups(pairs: list[tuple[int, int]], first: list[str], vectors: np
 
     joined = _Joined()
     edges = []
-    with ThreadPoolExecutor(threads) as pool:
-        for start in range(0, len(screened), _BATCH):
-            stop()
+    waiting = iter(screened)
+    running: dict[Future[list[Match | bool]], list[tuple[int, int]]] = {}
+    with _Workers(pictures, threads, len(screened)) as pool:
+        while True:
             # a pair already joined through verified pairs adds nothing: the groups are checked against the kept
-            # picture afterwards anyway (a burst's copies need not be compared with each other)
-            batch = [pair for pair in screened[start : start + _BATCH] if not known(*pair)]
-            for pair, match in zip(batch, pool.map(verified, batch)):
-                if match is not None:
-                    edges.append(pair)
-                    joined.join(*pair)
-    groups = []
-    for component in components(edges):
-        left = set(component)
-        while len(left) > 1:
+            # picture afterwards anyway (a burst's copies need not be compared with each other); a few chunks are
+            # kept running, each taken from the list as a worker frees, so that the skipping knows the most
+            while len(running) < 2 * pool.workers:
+                chunk = list(itertools.islice((pair for pair in waiting if not known(*pair)), _CHUNK))
+                if not chunk:
+                    break
+                running[pool.submit(chunk)] = chunk
+            if not running:
+                break
             stop()
-            keep = max(left, key=lambda r: order[r])
-            members = []
-            for r in sorted(left - {keep}):
-                match = verified((keep, r))
-                if match is not None and set(match.kinds) <= allowed:
-                    members.append((r, match))
-            if not members:
-                left.discard(keep)
-                continue
-            groups.append((keep, members))
-            left -= {keep, *(r for r, _ in members)}
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                for pair, result in zip(running.pop(future), future.result()):
+                    if record(pair, result) is not None:
+                        edges.append(pair)
+                        joined.join(*pair)
+        groups = []
+        for component in components(edges):
+            left = set(component)
+            while len(left) > 1:
+                stop()
+                keep = max(left, key=lambda r: order[r])
+                others = sorted(left - {keep})
+                fresh = [(keep, r) for r in others if (keep, r) not in matches]
+                for pair, result in zip(fresh, pool.submit(fresh).result() if fresh else []):
+                    record(pair, result)
+                members = []
+                for r in others:
+                    match = matches[(keep, r)]
+                    if match is not None and set(match.kinds) <= allowed:
+                        members.append((r, match))
+                if not members:
+                    left.discard(keep)
+                    continue
+                groups.append((keep, members))
+                left -= {keep, *(r for r, _ in members)}
     return groups
 
 
@@ -135,6 +154,55 @@ def layout_pairs(pictures: dict[int, Picture]) -> set[tuple[int, int]]:
             if j >= 0 and j != i and score >= _LAYOUT_NEIGHBOUR_CUT:
                 out.add((min(rows[i], rows[int(j)]), max(rows[i], rows[int(j)])))
     return out
+
+
+#: The pictures the verifying processes read: set before they are forked, so each has them without a copy sent.
+_SHARED: dict[int, Picture] = {}
+
+
+def _decide_shared(pairs: list[tuple[int, int]]) -> list[Match | bool]:
+    return _decide_each(_SHARED, pairs)
+
+
+def _decide_each(pictures: dict[int, Picture], pairs: list[tuple[int, int]]) -> list[Match | bool]:
+    from .samepicture import decide
+
+    return [decide(pictures[a], pictures[b]) for a, b in pairs]
+
+
+class _Workers:
+    """Chunks of pairs decided in parallel: in forked processes where the platform forks cleanly (Linux) and there
+    are enough pairs to repay the start, so that the Python between OpenCV's calls runs on every core; else on
+    threads."""
+
+    def __init__(self, pictures: dict[int, Picture], workers: int, pairs: int) -> None:
+        import multiprocessing
+
+        self.pictures, self.workers = pictures, workers
+        self.pool: Executor | None = None
+        if workers > 1 and pairs >= _FORK_FROM and sys.platform.startswith("linux"):
+            global _SHARED
+            _SHARED = pictures  # the processes fork on the first chunk, and keep what they see here
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        else:
+            self.pool = ThreadPoolExecutor(workers)
+
+    def submit(self, pairs: list[tuple[int, int]]) -> Future[list[Match | bool]]:
+        assert self.pool is not None
+        if isinstance(self.pool, ProcessPoolExecutor):
+            with warnings.catch_warnings():  # the parent's other threads (FAISS's, a server's) are not used there
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return self.pool.submit(_decide_shared, pairs)
+        return self.pool.submit(_decide_each, self.pictures, pairs)
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _SHARED
+        _SHARED = {}
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 class _Joined:

@@ -239,7 +239,7 @@ def _refine(a: Picture, b: Picture, m: np.ndarray) -> np.ndarray | None:
     import cv2
 
     warp = cv2.invertAffineTransform(_rescaled(m, 1 / _ECC))  # a -> b at half the size, as ECC wants
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 15, 1e-3)
     try:
         _, warp = cv2.findTransformECC(a.half(), b.half(), warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:  # did not converge: the hypothesis stands as it was
@@ -327,7 +327,7 @@ def _coarse_change(a: Picture, b: Picture, m: np.ndarray) -> float:
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
     if inside.sum() < 0.3 * inside.size:
         return 1.0
-    gain, offset = _fit(warped, mine, inside, step=1, rounds=1)  # untrimmed: a gate may only err towards "differ"
+    gain, offset = _fit(warped, mine, inside, step=2, rounds=1)  # untrimmed: a gate may only err towards "differ"
     return _change(mine, _apply(warped, gain, offset, cv2), inside, cv2, blur=0.5, smallest=2)
 
 

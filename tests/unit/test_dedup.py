@@ -157,6 +157,41 @@ def test_a_stop_ends_the_verification(library: tuple[Path, Path]) -> None:
     assert len(calls) == 2
 
 
+def test_processes_and_threads_decide_alike(library: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Linux the pairs are decided in forked processes (each with the pictures, none sent): the same groups,
+    kinds and kept images as one thread, and no process left behind, also when a stop ends the work midway."""
+    import multiprocessing
+
+    import clipzero.dedupverify as verify
+
+    _, store = library
+    forked: list[int] = []
+
+    class Counted(verify.ProcessPoolExecutor):  # type: ignore[misc]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            forked.append(1)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify, "ProcessPoolExecutor", Counted)
+    with EmbeddingStore(store) as opened:
+        threads = find_duplicates(opened, workers=1)
+        assert not forked
+        processes = find_duplicates(opened, workers=2)
+        assert forked == ([1] if sys.platform.startswith("linux") else [])
+        assert _summary(processes.to_dict()["groups"]) == _summary(threads.to_dict()["groups"])
+        assert [g.keep.path for g in processes.groups] == [g.keep.path for g in threads.groups]
+        calls: list[int] = []
+
+        def stop() -> None:
+            calls.append(1)
+            if len(calls) == 4:
+                raise TimeoutError("past the deadline")
+
+        with pytest.raises(TimeoutError, match="past the deadline"):
+            find_duplicates(opened, workers=2, stop=stop)
+    assert not multiprocessing.active_children()
+
+
 def test_the_same_bytes_are_an_exact_group(library: tuple[Path, Path]) -> None:
     _, store = library
     with EmbeddingStore(store) as opened:
