@@ -75,20 +75,21 @@ def _verified_groups(pairs: list[tuple[int, int]], first: list[str], vectors: np
                 if ok or float(vectors[a] @ vectors[b]) >= _SURE]
     screened.sort(key=lambda pair: (order[pair[0]], order[pair[1]]), reverse=True)  # likely keeps' pairs first
     matches: dict[tuple[int, int], Match | None] = {}
-    differ: dict[int, set[int]] = {}  # rows that line up with a row and differ from it: a changed scene
+    apart: dict[int, set[int]] = {}  # rows decided not to be copies of a row
 
     def record(pair: tuple[int, int], found: Match | bool) -> Match | None:
         matches[pair] = found if isinstance(found, Match) else None
-        if found is True:
-            differ.setdefault(pair[0], set()).add(pair[1])
-            differ.setdefault(pair[1], set()).add(pair[0])
+        if matches[pair] is None:
+            apart.setdefault(pair[0], set()).add(pair[1])
+            apart.setdefault(pair[1], set()).add(pair[0])
         return matches[pair]
 
     def known(a: int, b: int) -> bool:
-        """Joined already, or a differs from a copy of b (or b from a copy of a): a changed scene differs from
-        every copy of the scene, so the pair need not be compared."""
-        return joined.same(a, b) or any(joined.same(z, b) for z in differ.get(a, ())) or \
-            any(joined.same(z, a) for z in differ.get(b, ()))  # fmt: skip
+        """Joined already, or a is no copy of a picture joined with b (or b of one joined with a): a joins b's group
+        only by matching the group's kept picture, the likely keeps' pairs come first, and a changed scene differs
+        from every copy of the scene, so the pair need not be compared."""
+        return joined.same(a, b) or any(joined.same(z, b) for z in apart.get(a, ())) or \
+            any(joined.same(z, a) for z in apart.get(b, ()))  # fmt: skip
 
     joined = _Joined()
     edges = []

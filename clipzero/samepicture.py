@@ -98,7 +98,7 @@ class Picture:
         if self._features is None:
             import cv2
 
-            detector = cv2.ORB_create(nfeatures=800, fastThreshold=8, edgeThreshold=11, patchSize=11)  # type: ignore[attr-defined]
+            detector = cv2.ORB_create(nfeatures=500, fastThreshold=8, edgeThreshold=11, patchSize=11)  # type: ignore[attr-defined]
             points, descriptors = detector.detectAndCompute(self.grey, None)
             self._features = (np.array([p.pt for p in points], np.float32).reshape(-1, 2), descriptors)
         return self._features
@@ -373,23 +373,25 @@ def _change(y: np.ndarray, fitted: np.ndarray, inside: np.ndarray, cv2: Any, blu
             smallest: int = _MIN_REGION) -> float:  # fmt: skip
     """The share of ``inside`` covered by changed regions between two uint8 RGB pictures: brightness at a 1-pixel
     blur, colour (Cr, Cb) at half the size with the same blur (JPEG keeps colour at half resolution)."""
-    first, second = (cv2.cvtColor(c, cv2.COLOR_RGB2YCrCb) for c in (y, fitted))
     k = 2 * round(2 * blur) + 1  # the kernel to two sigmas: the tails beyond add under one level
-    bright = [cv2.GaussianBlur(cv2.extractChannel(c, 0), (k, k), blur) for c in (first, second)]
+    bright = [cv2.GaussianBlur(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), (k, k), blur) for c in (y, fitted)]  # Y of YCrCb
     changed = cv2.max(_beyond_slip(bright[0], bright[1], cv2), _beyond_slip(bright[1], bright[0], cv2))
     h, w = changed.shape
     half = (max(1, w // 2), max(1, h // 2))
-    colour = [cv2.GaussianBlur(cv2.resize(c, half, interpolation=cv2.INTER_AREA), (k, k), blur)
-              for c in (first, second)]  # its brightness channel unused
+    colour = [cv2.GaussianBlur(cv2.cvtColor(cv2.resize(c, half, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2YCrCb),
+                               (k, k), blur) for c in (y, fitted)]  # fmt: skip  # its brightness channel unused
     colours = cv2.max(_beyond_slip(colour[0], colour[1], cv2), _beyond_slip(colour[1], colour[0], cv2))
     colours = cv2.resize(cv2.max(cv2.extractChannel(colours, 1), cv2.extractChannel(colours, 2)), (w, h),
                          interpolation=cv2.INTER_NEAREST)  # fmt: skip
-    changed = ((changed > _CHANGE_LEVEL) | (colours > _CHANGE_LEVEL / 1.5)) & inside  # colour counts half again
-    area = cv2.countNonZero(inside.view(np.uint8))
-    if area == 0 or np.count_nonzero(changed) < smallest:
+    mask = inside.view(np.uint8)  # 0 or 1
+    changed = cv2.bitwise_and(cv2.bitwise_or(cv2.threshold(changed, _CHANGE_LEVEL, 1, cv2.THRESH_BINARY)[1],
+                                             cv2.threshold(colours, _CHANGE_LEVEL / 1.5, 1, cv2.THRESH_BINARY)[1]),
+                              mask)  # fmt: skip  # colour counts half again
+    area = cv2.countNonZero(mask)
+    if area == 0 or cv2.countNonZero(changed) < smallest:
         return 0.0
-    x, y0, bw, bh = cv2.boundingRect(changed.view(np.uint8))  # the regions are counted where they are
-    region = np.ascontiguousarray(changed[y0 : y0 + bh, x : x + bw]).view(np.uint8)
+    x, y0, bw, bh = cv2.boundingRect(changed)  # the regions are counted where they are
+    region = np.ascontiguousarray(changed[y0 : y0 + bh, x : x + bw])
     _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(region, 8, cv2.CV_16U, cv2.CCL_SPAGHETTI)  # <= 256²
     areas = stats[1:, cv2.CC_STAT_AREA]
     return float(areas[areas >= smallest].sum()) / float(area)
