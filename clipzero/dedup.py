@@ -168,8 +168,8 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
             members carry no kinds).
         kinds: only near members whose every kind is among these (``{"resized", "re-encoded"}``: leave crops, turns
             and edits alone); default every kind.
-        workers: parallel workers for the verification: processes on Linux (forked, so they share the loaded
-            pictures), threads elsewhere (default: the machine's cores, at most 8).
+        workers: parallel workers for the verification: processes on Linux (forked, the pictures in memory they
+            share), threads elsewhere (default: the machine's cores, at most 8).
         stop: called between steps of the verification; raises to stop the work (a server's request deadline).
 
     Returns:
@@ -202,18 +202,31 @@ def find_duplicates(store: EmbeddingStore, threshold: float | None = None, *, ex
         first = [max(paths.get(int(i), [""]), key=lambda p: (-len(p), p)) for i in ids.tolist()]
         pairs = _pairs(vectors, cut)
         if verify:
-            for keep, members in near_verified(pairs, first, vectors, looks.of,
-                                               lambda r: _rank(looks.member(first[r], 1.0, shas[r])), allowed, workers,
-                                               stop or (lambda: None)):  # fmt: skip
-                others = [replace(looks.member(first[r], 1.0, shas[r]), match=match,
-                                  similarity=min(float(vectors[r] @ vectors[keep]), 1.0)) for r, match in members]
-                report.groups.append(DuplicateGroup("near", looks.member(first[keep], 1.0, shas[keep]),
-                                                    sorted(others, key=lambda m: (-m.similarity, m.path))))
+            _near_verified(report, pairs, first, vectors, shas, looks, allowed, workers, stop or (lambda: None))
         else:
             _near_unverified(report, pairs, first, vectors, shas, looks)
     report.groups.sort(key=lambda g: (g.kind != "exact", -len(g.others), g.keep.path))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _near_verified(report: DedupReport, pairs: list[tuple[int, int]], first: list[str], vectors: np.ndarray,
+                   shas: list[str], looks: _Looks, allowed: set[str], workers: int | None,
+                   stop: Callable[[], None]) -> None:  # fmt: skip
+    """Groups checked on their pixels: the candidates' pictures loaded and their pairs decided on every core."""
+    from .dedupwork import Workers
+
+    rows = sorted({r for pair in pairs for r in pair})
+    with Workers([first[r] for r in rows], _look, workers) as pool:
+        for r, picture in zip(rows, pool.load(stop)):
+            looks.seen[first[r]] = picture
+        found = near_verified(pairs, rows, vectors, pool, lambda r: _rank(looks.member(first[r], 1.0, shas[r])),
+                              allowed, stop)  # fmt: skip
+    for keep, members in found:
+        others = [replace(looks.member(first[r], 1.0, shas[r]), match=match,
+                          similarity=min(float(vectors[r] @ vectors[keep]), 1.0)) for r, match in members]  # fmt: skip
+        report.groups.append(DuplicateGroup("near", looks.member(first[keep], 1.0, shas[keep]),
+                                            sorted(others, key=lambda m: (-m.similarity, m.path))))  # fmt: skip
 
 
 def _near_unverified(report: DedupReport, pairs: list[tuple[int, int]], first: list[str], vectors: np.ndarray,

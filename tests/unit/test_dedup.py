@@ -158,21 +158,22 @@ def test_a_stop_ends_the_verification(library: tuple[Path, Path]) -> None:
 
 
 def test_processes_and_threads_decide_alike(library: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """On Linux the pairs are decided in forked processes (each with the pictures, none sent): the same groups,
-    kinds and kept images as one thread, and no process left behind, also when a stop ends the work midway."""
+    """On Linux the pictures are loaded and the pairs decided in forked processes (the pixels in memory they share,
+    none sent): the same groups, kinds and kept images as one thread, and no process left behind, also when a stop
+    ends the work midway."""
     import multiprocessing
 
-    import clipzero.dedupverify as verify
+    import clipzero.dedupwork as work
 
     _, store = library
     forked: list[int] = []
 
-    class Counted(verify.ProcessPoolExecutor):  # type: ignore[misc]
+    class Counted(work.ProcessPoolExecutor):  # type: ignore[misc]
         def __init__(self, *args: object, **kwargs: object) -> None:
             forked.append(1)
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(verify, "ProcessPoolExecutor", Counted)
+    monkeypatch.setattr(work, "ProcessPoolExecutor", Counted)
     with EmbeddingStore(store) as opened:
         threads = find_duplicates(opened, workers=1)
         assert not forked

@@ -1,0 +1,158 @@
+"""Dedup's workers: the pictures loaded and the pairs decided on every core.
+
+On Linux the work runs in forked processes, so that the Python between OpenCV's calls is not held to one core by the
+interpreter's lock. Their pictures live in one block of shared memory, allocated before the fork: a worker that loads
+a picture writes its pixels there, and any worker (and the parent) reads them from there, so no picture is sent
+between processes or held twice. Elsewhere, and for small jobs, threads do the same work on pictures held in the
+parent.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .samepicture import Match, Picture
+
+__all__ = ["FORK_FROM", "Workers"]
+
+#: Pictures from which the work forks processes rather than using threads.
+FORK_FROM = 16
+
+#: What the forked workers see: set in the parent before they fork.
+_BOARD: _Board | None = None
+_LOAD: Callable[[str], Picture | None] | None = None
+_MINE: dict[int, Picture] = {}  # in a worker: the pictures it has built from the board (their features kept)
+
+
+class Workers:
+    """Loads the pictures of ``paths`` (slot i is ``paths[i]``) and decides pairs of slots, in parallel."""
+
+    def __init__(self, paths: Sequence[str], load: Callable[[str], Picture | None], workers: int | None = None) -> None:
+        import multiprocessing
+
+        import cv2
+
+        self.paths, self.load_one = list(paths), load
+        self.workers = workers or min(os.cpu_count() or 1, 8)
+        self.inner = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # the pictures and the pairs run in parallel: OpenCV's own threads would only compete
+        self.board: _Board | None = None
+        self.pictures: dict[int, Picture] = {}
+        self.pool: Executor
+        if self.workers > 1 and len(self.paths) >= FORK_FROM and sys.platform.startswith("linux"):
+            global _BOARD, _LOAD
+            self.board = _BOARD = _Board(len(self.paths))
+            _LOAD = load  # the processes fork on the first task, and keep what they see here
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        else:
+            self.pool = ThreadPoolExecutor(self.workers)
+
+    def load(self, stop: Callable[[], None] = lambda: None) -> list[Picture | None]:
+        """Every slot's picture (None: unreadable); on the board, views of the shared pixels. ``stop`` is called as
+        each chunk of pictures comes in, and raises to end the work."""
+        found: list[Picture | None] = [None] * len(self.paths)
+        size = max(1, min(16, len(self.paths) // (4 * self.workers)))
+        slots = list(enumerate(self.paths))
+        chunks = [slots[i : i + size] for i in range(0, len(slots), size)]
+        if self.board is None:  # threads: decoding and OpenCV release the interpreter's lock
+            for loaded in self.pool.map(_load, [self.load_one] * len(chunks), chunks):
+                stop()
+                for slot, picture in loaded:
+                    found[slot] = picture
+        else:
+            with warnings.catch_warnings():  # the parent's other threads (FAISS's, a server's) are not used there
+                warnings.simplefilter("ignore", DeprecationWarning)
+                results = self.pool.map(_load_on_board, chunks)
+            for shown in results:
+                stop()
+                for slot, sharpness, layouts, colours in shown:
+                    found[slot] = self.board.picture(slot, sharpness, layouts, colours)
+        self.pictures = {slot: p for slot, p in enumerate(found) if p is not None}
+        return found
+
+    def submit(self, pairs: list[tuple[int, int]]) -> Future[list[Match | bool]]:
+        """Decide pairs of slots (:func:`clipzero.samepicture.decide`: the kept picture first)."""
+        if self.board is None:
+            return self.pool.submit(_decide, self.pictures, pairs)
+        with warnings.catch_warnings():  # the parent's other threads (FAISS's, a server's) are not used there
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return self.pool.submit(_decide_on_board, pairs)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import cv2
+
+        global _BOARD, _LOAD
+        _BOARD, _LOAD = None, None
+        self.pool.shutdown(cancel_futures=True)
+        cv2.setNumThreads(self.inner)
+
+
+class _Board:
+    """Pictures in memory shared with forked workers: each slot's pixels and grey at the working size (up to
+    :data:`~clipzero.samepicture.WORK_SIDE` on a side) and its sizes."""
+
+    def __init__(self, slots: int) -> None:
+        from .samepicture import WORK_SIDE
+
+        side = WORK_SIDE
+        pixels = slots * side * side
+        self.memory = mmap.mmap(-1, pixels * 4 + slots * 4 * 8)  # anonymous and shared: the forks see one block
+        self.rgb = np.frombuffer(self.memory, np.uint8, pixels * 3).reshape(slots, side, side, 3)
+        self.grey = np.frombuffer(self.memory, np.uint8, pixels, offset=pixels * 3).reshape(slots, side, side)
+        self.sizes = np.frombuffer(self.memory, np.int64, slots * 4, offset=pixels * 4).reshape(slots, 4)
+
+    def put(self, slot: int, picture: Picture) -> None:
+        h, w = picture.grey.shape
+        self.rgb[slot, :h, :w] = picture.rgb
+        self.grey[slot, :h, :w] = picture.grey
+        self.sizes[slot] = (picture.width, picture.height, h, w)
+
+    def picture(self, slot: int, sharpness: float = 0.0, layouts: np.ndarray | None = None,
+                colours: np.ndarray | None = None) -> Picture:  # fmt: skip
+        from .samepicture import Picture
+
+        width, height, h, w = (int(v) for v in self.sizes[slot])
+        return Picture(width, height, self.rgb[slot, :h, :w], self.grey[slot, :h, :w], sharpness,
+                       np.zeros((0, 0), np.float32) if layouts is None else layouts,
+                       np.zeros(0, np.float32) if colours is None else colours)  # fmt: skip
+
+
+def _load(load: Callable[[str], Picture | None], slots: list[tuple[int, str]]) -> list[tuple[int, Picture | None]]:
+    return [(slot, load(path)) for slot, path in slots]
+
+
+def _load_on_board(slots: list[tuple[int, str]]) -> list[tuple[int, float, np.ndarray, np.ndarray]]:
+    """In a worker: load each path, put its pixels on the board, and return what the parent screens and ranks on."""
+    assert _BOARD is not None and _LOAD is not None
+    out = []
+    for slot, path in slots:
+        picture = _LOAD(path)
+        if picture is not None:
+            _BOARD.put(slot, picture)
+            out.append((slot, picture.sharpness, picture.layouts, picture.colours))
+    return out
+
+
+def _decide_on_board(pairs: list[tuple[int, int]]) -> list[Match | bool]:
+    assert _BOARD is not None
+    for slot in {s for pair in pairs for s in pair} - _MINE.keys():
+        _MINE[slot] = _BOARD.picture(slot)
+    return _decide(_MINE, pairs)
+
+
+def _decide(pictures: dict[int, Picture], pairs: list[tuple[int, int]]) -> list[Match | bool]:
+    from .samepicture import decide
+
+    return [decide(pictures[a], pictures[b]) for a, b in pairs]
