@@ -74,8 +74,8 @@ class Workers:
                 results = self.pool.map(_load_on_board, chunks)
             for shown in results:
                 stop()
-                for slot, sharpness, layouts, colours in shown:
-                    found[slot] = self.board.picture(slot, sharpness, layouts, colours)
+                for slot in shown:
+                    found[slot] = self.board.picture(slot)
         self.pictures = {slot: p for slot, p in enumerate(found) if p is not None}
         return found
 
@@ -101,47 +101,57 @@ class Workers:
 
 class _Board:
     """Pictures in memory shared with forked workers: each slot's pixels and grey at the working size (up to
-    :data:`~clipzero.samepicture.WORK_SIDE` on a side) and its sizes."""
+    :data:`~clipzero.samepicture.WORK_SIDE` on a side), its screen layouts, sizes and sharpness."""
 
     def __init__(self, slots: int) -> None:
         from .samepicture import WORK_SIDE
+        from .samescreen import COLOUR_SIZE, LAYOUT_SHAPE
 
         side = WORK_SIDE
-        pixels = slots * side * side
-        self.memory = mmap.mmap(-1, pixels * 4 + slots * 4 * 8)  # anonymous and shared: the forks see one block
-        self.rgb = np.frombuffer(self.memory, np.uint8, pixels * 3).reshape(slots, side, side, 3)
-        self.grey = np.frombuffer(self.memory, np.uint8, pixels, offset=pixels * 3).reshape(slots, side, side)
-        self.sizes = np.frombuffer(self.memory, np.int64, slots * 4, offset=pixels * 4).reshape(slots, 4)
+        parts = {"rgb": (np.uint8, (side, side, 3)), "grey": (np.uint8, (side, side)),
+                 "layouts": (np.float32, LAYOUT_SHAPE), "colours": (np.float32, (COLOUR_SIZE,)),
+                 "sizes": (np.int64, (4,)), "sharpness": (np.float64, ())}  # fmt: skip
+        sizes = {name: slots * int(np.prod(shape, dtype=np.int64)) * np.dtype(kind).itemsize
+                 for name, (kind, shape) in parts.items()}  # fmt: skip
+        self.memory = mmap.mmap(-1, sum(sizes.values()))  # anonymous and shared: the forks see one block
+        offset, arrays = 0, {}
+        for name, (kind, shape) in parts.items():
+            arrays[name] = np.frombuffer(self.memory, kind, sizes[name] // np.dtype(kind).itemsize,
+                                         offset).reshape(slots, *shape)  # fmt: skip
+            offset += sizes[name]
+        self.rgb, self.grey, self.layouts = arrays["rgb"], arrays["grey"], arrays["layouts"]
+        self.colours, self.sizes, self.sharpness = arrays["colours"], arrays["sizes"], arrays["sharpness"]
 
     def put(self, slot: int, picture: Picture) -> None:
         h, w = picture.grey.shape
         self.rgb[slot, :h, :w] = picture.rgb
         self.grey[slot, :h, :w] = picture.grey
+        self.layouts[slot] = picture.layouts
+        self.colours[slot] = picture.colours
         self.sizes[slot] = (picture.width, picture.height, h, w)
+        self.sharpness[slot] = picture.sharpness
 
-    def picture(self, slot: int, sharpness: float = 0.0, layouts: np.ndarray | None = None,
-                colours: np.ndarray | None = None) -> Picture:  # fmt: skip
+    def picture(self, slot: int) -> Picture:
         from .samepicture import Picture
 
         width, height, h, w = (int(v) for v in self.sizes[slot])
-        return Picture(width, height, self.rgb[slot, :h, :w], self.grey[slot, :h, :w], sharpness,
-                       np.zeros((0, 0), np.float32) if layouts is None else layouts,
-                       np.zeros(0, np.float32) if colours is None else colours)  # fmt: skip
+        return Picture(width, height, self.rgb[slot, :h, :w], self.grey[slot, :h, :w], float(self.sharpness[slot]),
+                       self.layouts[slot], self.colours[slot])  # fmt: skip
 
 
 def _load(load: Callable[[str], Picture | None], slots: list[tuple[int, str]]) -> list[tuple[int, Picture | None]]:
     return [(slot, load(path)) for slot, path in slots]
 
 
-def _load_on_board(slots: list[tuple[int, str]]) -> list[tuple[int, float, np.ndarray, np.ndarray]]:
-    """In a worker: load each path, put its pixels on the board, and return what the parent screens and ranks on."""
+def _load_on_board(slots: list[tuple[int, str]]) -> list[int]:
+    """In a worker: load each path and put it on the board; the slots it could read."""
     assert _BOARD is not None and _LOAD is not None
     out = []
     for slot, path in slots:
         picture = _LOAD(path)
         if picture is not None:
             _BOARD.put(slot, picture)
-            out.append((slot, picture.sharpness, picture.layouts, picture.colours))
+            out.append(slot)
     return out
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["COLOUR_CUT", "LAYOUT_CUT", "alike", "colour_layout", "grey_layouts"]
+__all__ = ["COLOUR_CUT", "COLOUR_SIZE", "LAYOUT_CUT", "LAYOUT_SHAPE", "alike", "colour_layout", "grey_layouts"]
 
 #: The cosine of zero-mean 32 x 32 grey layouts a copy reaches.
 LAYOUT_CUT = 0.8
@@ -23,6 +23,10 @@ LAYOUT_CUT = 0.8
 COLOUR_CUT = 0.5
 
 _SIDE, _COLOUR_SIDE = 32, 6
+
+#: The shapes of a picture's :func:`grey_layouts` and :func:`colour_layout`.
+LAYOUT_SHAPE = (11, _SIDE * _SIDE)
+COLOUR_SIZE = 2 * _COLOUR_SIDE * _COLOUR_SIDE
 
 
 def grey_layouts(grey: np.ndarray) -> np.ndarray:
