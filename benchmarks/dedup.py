@@ -2,14 +2,16 @@
 kind of changed scene, whether each copy is named by the right kind, and the time.
 
 Usage: python benchmarks/dedup.py [--model clipzero-shapes] [--distinct 300] [--share 0.3] [--hard 90]
-       [--seed 0] [--checkout DIR] [--vectors 100000] [--json]
+       [--seed 0] [--checkout DIR] [--repeat 3] [--vectors 100000] [--json]
 
 The set: ``--distinct`` pictures of the bundled world with two or three objects; for ``--share`` of them one copy per
 edit (half size, JPEG quality 30, a 10% crop, a turn of 1 to 3 degrees, 20% brighter); 10 byte-identical copies; and
 ``--hard`` hard negatives, a third each: one object recoloured, moved, or given another shape at the same place. The
 pictures are indexed in a store with ``--model``, and ``find_duplicates`` runs with the defaults. A pair counts as
 found when both images land in one group; the truth is "copies of one picture". ``--checkout DIR`` runs the same
-store through another checkout's ``find_duplicates`` (its own defaults) for a before/after table.
+store through another checkout's ``find_duplicates`` (its own defaults) for a before/after table. Each checkout runs
+``--repeat`` times, interleaved; the seconds shown are the medians, and the time ratio is the median of the ratios
+of runs made side by side (this machine's speed drifts by a third within minutes).
 
 Then the time at scale: ``--vectors`` random unit vectors with planted near pairs, through the candidate search and
 grouping alone (verification needs files; its cost per image is in the first part).
@@ -22,6 +24,7 @@ import itertools
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +97,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkout", type=Path, help="also run this checkout's find_duplicates (before/after)")
     parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each checkout (the median is shown)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -112,17 +116,26 @@ def main() -> None:
     index_seconds = time.perf_counter() - start
     results: dict[str, object] = {"model": args.model, "seed": args.seed, "files": len(truth),
                                   "index_seconds": index_seconds, "cpus": os.cpu_count()}  # fmt: skip
+    this: list[float] = []
+    theirs: list[float] = []
+    for _ in range(args.repeat):  # interleaved, so that a slower spell of the machine falls on both
+        with EmbeddingStore(folder / "store") as store:
+            report = find_duplicates(store)
+        this.append(report.seconds)
+        if args.checkout:
+            other = subprocess.run([sys.executable, "-c", _OTHER, str(folder / "store")], capture_output=True,
+                                   text=True, cwd=args.checkout, check=True,
+                                   env={**os.environ, "PYTHONPATH": str(args.checkout.resolve())})  # fmt: skip
+            data = json.loads(other.stdout)
+            theirs.append(data["seconds"])
     with EmbeddingStore(folder / "store") as store:
-        report = find_duplicates(store)
         loose = find_duplicates(store, verify=False)
-    runs = {"this checkout": (report.seconds, [[m.path for m in g.members] for g in report.groups]),
+    runs = {"this checkout": (statistics.median(this), [[m.path for m in g.members] for g in report.groups]),
             "embedding cut alone": (loose.seconds, [[m.path for m in g.members] for g in loose.groups])}
     if args.checkout:
-        other = subprocess.run([sys.executable, "-c", _OTHER, str(folder / "store")], capture_output=True, text=True,
-                               cwd=args.checkout, env={**os.environ, "PYTHONPATH": str(args.checkout.resolve())},
-                               check=True)  # fmt: skip
-        data = json.loads(other.stdout)
-        runs[f"checkout {args.checkout}"] = (data["seconds"], data["groups"])
+        runs[f"checkout {args.checkout}"] = (statistics.median(theirs), data["groups"])
+        results["time_ratio"] = {"median": statistics.median(a / b for a, b in zip(this, theirs)),
+                                 "each": [round(a / b, 2) for a, b in zip(this, theirs)]}  # fmt: skip
     results["runs"] = {name: {"seconds": seconds, **score(groups, truth)} for name, (seconds, groups) in runs.items()}
     named = Counter()
     for group in report.groups:
@@ -160,6 +173,10 @@ def main() -> None:
         hard = ", ".join(f"{k} {v}" for k, v in r["grouped_hard_negatives"].items())
         print(f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['false_pairs']} | {r['seconds']:.1f} | "
               f"{edits} | {hard} |")  # fmt: skip
+    if "time_ratio" in results:
+        ratio = results["time_ratio"]
+        print(f"\ntime against the other checkout: {ratio['median']:.2f}x at the median of {args.repeat} interleaved "  # type: ignore[index]
+              f"runs (each: {', '.join(f'{r:.2f}' for r in ratio['each'])})")  # type: ignore[index]
     named_right = ", ".join(f"{k} {v}" for k, v in results["kinds_named"].items())  # type: ignore[attr-defined]
     print(f"\nkinds named right: {named_right}")
     s = results["scale"]

@@ -27,6 +27,9 @@ __all__ = ["FORK_FROM", "Workers"]
 #: Pictures from which the work forks processes rather than using threads.
 FORK_FROM = 16
 
+#: How much the forked workers lower their priority (a server's requests go first; alone, they run at full speed).
+_NICENESS = 10
+
 #: What the forked workers see: set in the parent before they fork.
 _BOARD: _Board | None = None
 _LOAD: Callable[[str], Picture | None] | None = None
@@ -52,7 +55,8 @@ class Workers:
             global _BOARD, _LOAD
             self.board = _BOARD = _Board(len(self.paths))
             _LOAD = load  # the processes fork on the first task, and keep what they see here
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
+                                            initializer=_yield_to_others)  # fmt: skip
         else:
             self.pool = ThreadPoolExecutor(self.workers)
 
@@ -137,6 +141,14 @@ class _Board:
         width, height, h, w = (int(v) for v in self.sizes[slot])
         return Picture(width, height, self.rgb[slot, :h, :w], self.grey[slot, :h, :w], float(self.sharpness[slot]),
                        self.layouts[slot], self.colours[slot])  # fmt: skip
+
+
+def _yield_to_others() -> None:
+    """In a worker: a lower scheduling priority, so that a server's other requests go first on a busy machine."""
+    try:
+        os.nice(_NICENESS)
+    except OSError:  # not allowed here: the work runs at the parent's priority
+        pass
 
 
 def _load(load: Callable[[str], Picture | None], slots: list[tuple[int, str]]) -> list[tuple[int, Picture | None]]:

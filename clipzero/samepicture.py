@@ -11,15 +11,16 @@ Dedup finds candidate pairs by their vectors; this module decides each pair on i
    then checked as it is when it lines up already, else refined by ECC first. Only similarity transforms count
    (scale, turn, shift, no shear), and the copy must lie inside the kept picture's frame (a moved object is not a
    crop; a picture that shows more than the kept one is not its copy).
-3. **compare**: with the transform applied, one gain for every channel and an offset per colour channel are fitted
-   (a brightness, contrast or colour-cast edit, clipping at white allowed), trimmed so that a changed region is not
-   fitted away; then every pixel's difference beyond a one-pixel slip is measured in brightness and, at half the
-   size, in colour (JPEG keeps colour at half resolution). Changed regions of more than a few pixels, summed, must
-   stay under :data:`CHANGE_CUT` of the compared area: a recoloured, moved or reshaped object fails; compression
-   does not. When most of the picture lines up under a refined transform and the rest differs, the answer is final
-   (:func:`decide` says so, and dedup need not compare that changed scene with the other copies of its source).
+3. **compare** (:mod:`clipzero.samepixels`): with the transform applied, a brightness and colour fit, then the
+   share of the picture that still differs beyond a one-pixel slip, in changed regions of more than a few pixels,
+   must stay under :data:`CHANGE_CUT` of the compared area: a recoloured, moved or reshaped object fails;
+   compression does not. When most of the picture lines up under a refined transform and the rest differs, the
+   answer is final (:func:`decide` says so, and dedup need not compare that changed scene with the other copies of
+   its source).
 
-The transform and the fit name the kind of copy (:data:`KINDS`). Needs OpenCV (``pip install 'clipzero[dedup]'``).
+The transform names the kind of copy (:data:`KINDS`): resized, cropped (the kept area), turned (a match found as it
+stood is refined to name a turn right); and the typical pixel's change names an edit. Needs OpenCV
+(``pip install 'clipzero[dedup]'``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .samepixels import CHANGE_CUT, apply_fit, changed_share, fit
 from .samescreen import colour_layout, grey_layouts
 
 __all__ = ["CHANGE_CUT", "KINDS", "Match", "Picture", "decide", "picture"]
@@ -37,15 +39,9 @@ __all__ = ["CHANGE_CUT", "KINDS", "Match", "Picture", "decide", "picture"]
 #: Every kind of copy a match may name; a copy can be several (a crop that was also resized).
 KINDS = ("exact", "resized", "re-encoded", "cropped", "turned", "edited")
 
-#: The share of the compared area that may differ (summed changed regions of at least :data:`_MIN_REGION` pixels at
-#: the working size), measured with benchmarks/dedup.py: edited copies stay under 0.001, changed scenes above 0.007.
-CHANGE_CUT = 0.003
-
 #: The long side at which pictures are aligned and compared.
 WORK_SIDE = 256
 
-_CHANGE_LEVEL = 30.0  # a pixel differs when it is this far (0-255) from the other's 3 x 3 neighbourhood
-_MIN_REGION = 6  # pixels: smaller specks are compression noise
 _MIN_INLIERS = 8
 _TURN = math.radians(0.5)  # the smallest turn named as one
 _OUTSIDE = 0.02  # of the copy's frame outside the kept one (beyond a turn's corners): a copy shows nothing new
@@ -56,6 +52,8 @@ _LINED_UP = 0.02  # at most this changed share in the coarse check: checked as i
 _ECC = 2  # ECC works at half the working size
 _ALIGNED = 0.25  # at most this share changed under a refined transform: the pictures line up, and they differ
 _PLAIN = 150  # features: a picture with fewer is also placed by correlation
+_EDITED = 10  # levels (0-255) the median pixel moves in its most changed channel in an edited copy (measured: at
+# most 6 for resized, re-encoded, cropped and turned copies, at least 14 for 20% brighter ones)
 
 
 @dataclass
@@ -73,6 +71,7 @@ class Picture:
     _features: tuple[np.ndarray, Any] | None = None
     _small: np.ndarray | None = None
     _half: np.ndarray | None = None
+    _quarter: np.ndarray | None = None
 
     def small(self) -> np.ndarray:
         """The pixels at a quarter of the working size, for the coarse check."""
@@ -93,6 +92,14 @@ class Picture:
             size = (max(1, w // _ECC), max(1, h // _ECC))
             self._half = cv2.resize(self.grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
         return self._half
+
+    def quarter(self) -> np.ndarray:
+        """The grey at a quarter of the working size (float32), for a quick ECC."""
+        if self._quarter is None:
+            import cv2
+
+            self._quarter = cv2.cvtColor(self.small(), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return self._quarter
 
     def features(self) -> tuple[np.ndarray, Any]:
         if self._features is None:
@@ -150,11 +157,13 @@ def decide(keep: Picture, other: Picture) -> Match | bool:
         rough = _coarse_change(keep, other, transform)
         if rough > _COARSE_CUT:
             return False  # not even roughly the same: no refining
+        plain: Match | None = None
         if rough <= _LINED_UP and _similarity(transform):  # a frame or a fitted similarity is often exact already
-            match, change = _check(keep, other, transform)
-            if match is not None:
-                return match
-            checked.append((transform, change))
+            plain, change = _check(keep, other, transform)
+            if plain is None:
+                checked.append((transform, change))
+        if plain is not None:
+            return _turn_named(keep, other, transform, plain)
         refined = _refine(keep, other, transform)
         if refined is None or not _similarity(refined):
             return False
@@ -178,6 +187,22 @@ def decide(keep: Picture, other: Picture) -> Match | bool:
             if found is not False:
                 break
     return found
+
+
+def _turn_named(keep: Picture, other: Picture, transform: np.ndarray, plain: Match) -> Match:
+    """A match found as the hypothesis stood, with its turn named right: a slight turn that a frame hides (on a
+    smooth picture it passes as it is), or the stray half degree of RANSAC. A quick ECC at a quarter of the size says
+    whether refining would change the turn; only then is the pair refined and checked again."""
+    probe = _refine(keep, other, transform, quick=True)
+    if probe is None or not _similarity(probe) or _turn(probe) == _turn(transform):
+        return plain
+    refined = _refine(keep, other, transform)
+    if refined is None or not _similarity(refined) or _turn(refined) == _turn(transform):
+        return plain
+    named = _check(keep, other, refined)[0]  # ECC drifts a little on a round object: a turn under 1 degree counts
+    if named is None or (_turn(refined) and abs(named.angle) < 1 and 1.5 * named.change + 1e-4 >= plain.change):
+        return plain  # only if it explains the pixels better than the plain hypothesis
+    return named
 
 
 def _frame(a: Picture, b: Picture) -> np.ndarray | None:
@@ -234,17 +259,19 @@ def _placements(a: Picture, b: Picture, cv2: Any, side: int = 64) -> list[np.nda
     return out
 
 
-def _refine(a: Picture, b: Picture, m: np.ndarray) -> np.ndarray | None:
-    """ECC from ``m`` (b -> a), at half the working size: the affine that best lines b's grey up with a's."""
+def _refine(a: Picture, b: Picture, m: np.ndarray, quick: bool = False) -> np.ndarray | None:
+    """ECC from ``m`` (b -> a), at half the working size (``quick``: a quarter, fewer steps): the affine that best
+    lines b's grey up with a's."""
     import cv2
 
-    warp = cv2.invertAffineTransform(_rescaled(m, 1 / _ECC))  # a -> b at half the size, as ECC wants
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 15, 1e-3)
+    divisor, mine, theirs = (_COARSE, a.quarter(), b.quarter()) if quick else (_ECC, a.half(), b.half())
+    warp = cv2.invertAffineTransform(_rescaled(m, 1 / divisor))  # a -> b at that size, as ECC wants
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10 if quick else 15, 1e-3)
     try:
-        _, warp = cv2.findTransformECC(a.half(), b.half(), warp, cv2.MOTION_AFFINE, criteria, None, 3)
+        _, warp = cv2.findTransformECC(mine, theirs, warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:  # did not converge: the hypothesis stands as it was
         return None
-    return _rescaled(cv2.invertAffineTransform(warp), _ECC)
+    return _rescaled(cv2.invertAffineTransform(warp), divisor)
 
 
 def _rescaled(m: np.ndarray, k: float) -> np.ndarray:
@@ -288,30 +315,31 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> tuple[Match | None, float]:
     if cv2.countNonZero(inside.view(np.uint8)) < 0.3 * inside.size:
         return None, 1.0
     mine = a.rgb
-    best: tuple[float, float, np.ndarray] | None = None
     ways = [(warped, mine), (mine, warped)]  # fitted either way: the brighter copy may be clipped at white
     mask = inside.view(np.uint8)
     if sum(cv2.mean(warped, mask)[:3]) > sum(cv2.mean(mine, mask)[:3]):
         ways.reverse()  # the brighter one fitted first: its clipped pixels are left out of the fit
+    first = fit(*ways[0], inside)
+    if first is None:  # the brighter one is clipped (in some channel) nearly everywhere: the other way round first
+        ways.reverse()
+        first = fit(*ways[0], inside)
+    change = 1.0
     for x, y in ways:
-        gain, offset = _fit(x, y, inside)
-        change = _change(y, _apply(x, gain, offset, cv2), inside, cv2)
-        if best is None or change < best[0]:
-            best = (change, gain if x is warped else 1 / gain, offset if x is warped else -offset / gain)
+        fitted = first if x is ways[0][0] else fit(x, y, inside)
+        gain, offset = fitted if fitted is not None else (1.0, np.zeros(3, np.float32))
+        change = min(change, changed_share(y, apply_fit(x, gain, offset, cv2), inside, cv2))
         if change < CHANGE_CUT:
             break
-    assert best is not None
-    change, gain, offset = best
     if change >= CHANGE_CUT:
         return None, change
     linear = m[:, :2] * a.width / max(wa, 1) * wb / max(b.width, 1)  # in the files' own pixels
     scale = math.sqrt(abs(float(np.linalg.det(linear))))
     angle = math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))
-    sample = np.ascontiguousarray(warped[::3, ::3][inside[::3, ::3]].T, np.float32)  # (3, n)
-    moved = np.abs((gain - 1) * sample + np.asarray(offset, np.float32)[:, None])
-    shift = float(np.maximum(np.maximum(moved[0], moved[1]), moved[2]).mean()) if sample.shape[1] else 0.0  # 0-255
+    pick = inside[::3, ::3]  # the edit: the typical pixel's change in its most changed channel (0-255)
+    moved = np.abs(warped[::3, ::3][pick].astype(np.int16) - mine[::3, ::3][pick].astype(np.int16)).max(axis=1)
+    edit = float(np.median(moved)) if len(moved) else 0.0
     kinds = [k for k, on in (("resized", abs(scale - 1) > 0.03), ("cropped", kept < 0.97),
-                             ("turned", _turn(m)), ("edited", shift > 6)) if on]  # fmt: skip
+                             ("turned", _turn(m)), ("edited", edit > _EDITED)) if on]  # fmt: skip
     return Match(tuple(kinds) or ("re-encoded",), float(kept), angle, scale, change), change
 
 
@@ -327,81 +355,9 @@ def _coarse_change(a: Picture, b: Picture, m: np.ndarray) -> float:
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
     if inside.sum() < 0.3 * inside.size:
         return 1.0
-    gain, offset = _fit(warped, mine, inside, step=2, rounds=1)  # untrimmed: a gate may only err towards "differ"
-    return _change(mine, _apply(warped, gain, offset, cv2), inside, cv2, blur=0.5, smallest=2)
-
-
-def _apply(x: np.ndarray, gain: float, offset: np.ndarray, cv2: Any) -> np.ndarray:
-    """gain * x + offset per channel, rounded and clipped to 0-255 (uint8)."""
-    return cv2.transform(x, np.hstack([gain * np.eye(3), np.asarray(offset, np.float64).reshape(3, 1) + 0.5]))
-
-
-def _fit(x: np.ndarray, y: np.ndarray, inside: np.ndarray, step: int = 8, rounds: int = 3,
-         ) -> tuple[float, np.ndarray]:  # fmt: skip
-    """y ~ g x + o_c: one gain for every channel and an offset per channel, fitted where y is not clipped, three
-    times, each time without the worst-fitting fifth (a changed object is not an edit)."""
-    import cv2
-
-    if step > 1:  # a sample of the pixels will do
-        x, y, inside = x[::step, ::step], y[::step, ::step], inside[::step, ::step]
-    usable = inside & (cv2.inRange(np.ascontiguousarray(y), (4, 4, 4), (251, 251, 251)) > 0)
-    xs = np.ascontiguousarray(x[usable].T, np.float32)  # (3, n): channels first, each a contiguous row
-    ys = np.ascontiguousarray(y[usable].T, np.float32)
-    gain, offset = 1.0, np.zeros(3, np.float32)
-    for _ in range(rounds):
-        n = xs.shape[1]
-        if n < 50:
-            break
-        mx, my = xs.mean(1), ys.mean(1)
-        xc = xs - mx[:, None]
-        spread = float(np.vdot(xc, xc))
-        if spread > 1:
-            gain = min(max(float(np.vdot(xc, ys)) / spread, 0.7), 1.5)  # the centred x sums to 0: y need not be
-        if rounds == 1:  # untrimmed: the mean will do
-            return gain, (my - gain * mx).astype(np.float32)
-        residual = ys - gain * xs
-        offset = np.partition(residual, n // 2, axis=1)[:, n // 2]  # the median, per channel
-        residual -= offset[:, None]
-        np.abs(residual, out=residual)
-        error = np.maximum(np.maximum(residual[0], residual[1]), residual[2])
-        keep = error <= np.partition(error, (4 * n) // 5)[(4 * n) // 5]
-        xs, ys = xs[:, keep], ys[:, keep]
-    return gain, offset
-
-
-def _change(y: np.ndarray, fitted: np.ndarray, inside: np.ndarray, cv2: Any, blur: float = 1.0,
-            smallest: int = _MIN_REGION) -> float:  # fmt: skip
-    """The share of ``inside`` covered by changed regions between two uint8 RGB pictures: brightness at a 1-pixel
-    blur, colour (Cr, Cb) at half the size with the same blur (JPEG keeps colour at half resolution)."""
-    k = 2 * round(2 * blur) + 1  # the kernel to two sigmas: the tails beyond add under one level
-    bright = [cv2.GaussianBlur(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), (k, k), blur) for c in (y, fitted)]  # Y of YCrCb
-    changed = cv2.max(_beyond_slip(bright[0], bright[1], cv2), _beyond_slip(bright[1], bright[0], cv2))
-    h, w = changed.shape
-    half = (max(1, w // 2), max(1, h // 2))
-    colour = [cv2.GaussianBlur(cv2.cvtColor(cv2.resize(c, half, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2YCrCb),
-                               (k, k), blur) for c in (y, fitted)]  # fmt: skip  # its brightness channel unused
-    colours = cv2.max(_beyond_slip(colour[0], colour[1], cv2), _beyond_slip(colour[1], colour[0], cv2))
-    colours = cv2.resize(cv2.max(cv2.extractChannel(colours, 1), cv2.extractChannel(colours, 2)), (w, h),
-                         interpolation=cv2.INTER_NEAREST)  # fmt: skip
-    mask = inside.view(np.uint8)  # 0 or 1
-    changed = cv2.bitwise_and(cv2.bitwise_or(cv2.threshold(changed, _CHANGE_LEVEL, 1, cv2.THRESH_BINARY)[1],
-                                             cv2.threshold(colours, _CHANGE_LEVEL / 1.5, 1, cv2.THRESH_BINARY)[1]),
-                              mask)  # fmt: skip  # colour counts half again
-    area = cv2.countNonZero(mask)
-    if area == 0 or cv2.countNonZero(changed) < smallest:
-        return 0.0
-    x, y0, bw, bh = cv2.boundingRect(changed)  # the regions are counted where they are
-    region = np.ascontiguousarray(changed[y0 : y0 + bh, x : x + bw])
-    _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(region, 8, cv2.CV_16U, cv2.CCL_SPAGHETTI)  # <= 256²
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    return float(areas[areas >= smallest].sum()) / float(area)
-
-
-def _beyond_slip(y: np.ndarray, x: np.ndarray, cv2: Any) -> np.ndarray:
-    """How far each pixel of y (uint8) is outside the range of x's 3 x 3 neighbourhood (a one-pixel slip costs
-    nothing); the subtractions saturate at 0."""
-    kernel = np.ones((3, 3), np.uint8)
-    return cv2.max(cv2.subtract(y, cv2.dilate(x, kernel)), cv2.subtract(cv2.erode(x, kernel), y))
+    fitted = fit(warped, mine, inside, step=2, rounds=1)  # untrimmed: a gate may only err towards "differ"
+    gain, offset = fitted if fitted is not None else (1.0, np.zeros(3, np.float32))
+    return changed_share(mine, apply_fit(warped, gain, offset, cv2), inside, cv2, blur=0.5, smallest=2)
 
 
 def _sharpness(grey: np.ndarray) -> float:

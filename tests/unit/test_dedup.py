@@ -130,6 +130,45 @@ def test_a_changed_scene_lines_up_and_differs(library: tuple[Path, Path]) -> Non
     assert decide(pictures["red-circle"], pictures["blue-star"]) is False
 
 
+def test_kinds_are_named_right_on_pictures_that_mislead() -> None:
+    """A picture whose red channel is white everywhere (no pixel left unclipped to fit a brightness on): its brighter
+    copy is edited, its JPEG copy only re-encoded. A low-contrast picture turned by 1.5 and 2.5 degrees: the plain
+    frame passes it, and the turn is still named, with its angle."""
+    import io
+
+    import numpy as np
+    from PIL import ImageDraw
+
+    from clipzero.samepicture import Match, Picture, decide, picture
+
+    def look(image: Image.Image) -> Picture:
+        return picture(image, *image.size)
+
+    rng = np.random.default_rng(4)
+    pixels = np.zeros((192, 192, 3), np.uint8)
+    pixels[..., 0], pixels[..., 2] = 255, 140
+    pixels[..., 1] = (190 + 20 * rng.random((192, 192))).astype(np.uint8)
+    red = Image.fromarray(pixels)
+    ImageDraw.Draw(red).ellipse((30, 40, 100, 110), fill=(255, 90, 40))
+    ImageDraw.Draw(red).rectangle((110, 100, 170, 170), fill=(255, 230, 60))
+    saved = io.BytesIO()
+    red.save(saved, "JPEG", quality=30)
+    brighter = decide(look(red), look(edit(red, "brighter", random.Random(1))))
+    jpeg = decide(look(red), look(Image.open(io.BytesIO(saved.getvalue())).convert("RGB")))
+    assert isinstance(brighter, Match) and brighter.kinds == ("edited",), brighter
+    assert isinstance(jpeg, Match) and jpeg.kinds == ("re-encoded",), jpeg
+
+    low = Image.new("RGB", (192, 192), (120, 125, 130))
+    ImageDraw.Draw(low).ellipse((40, 30, 120, 110), fill=(140, 150, 145))
+    ImageDraw.Draw(low).rectangle((100, 110, 170, 175), fill=(105, 110, 125))
+    low = Image.fromarray(np.clip(np.asarray(low, np.int16) + rng.integers(-6, 7, (192, 192, 3)), 0, 255).astype("u1"))
+    for angle in (1.5, 2.5):
+        copy = low.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=(120, 125, 130))
+        turned = decide(look(low), look(copy))
+        assert isinstance(turned, Match) and turned.kinds == ("turned",), (angle, turned)
+        assert abs(turned.angle - angle) < 0.3, (angle, turned)
+
+
 def test_kinds_choose_which_copies_are_listed(library: tuple[Path, Path]) -> None:
     _, store = library
     with EmbeddingStore(store) as opened:
