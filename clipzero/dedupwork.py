@@ -45,16 +45,20 @@ class Workers:
         import cv2
 
         self.paths, self.load_one = list(paths), load
-        self.workers = workers or min(os.cpu_count() or 1, 8)
+        self.workers = workers or min(_cores(), 8)
         self.inner = cv2.getNumThreads()
         cv2.setNumThreads(1)  # the pictures and the pairs run in parallel: OpenCV's own threads would only compete
         self.board: _Board | None = None
         self.pictures: dict[int, Picture] = {}
         self.pool: Executor
         if self.workers > 1 and len(self.paths) >= FORK_FROM and sys.platform.startswith("linux"):
+            try:
+                self.board = _Board(len(self.paths))
+            except (OSError, ValueError, MemoryError):  # no shared block that large here: threads will do
+                self.board = None
+        if self.board is not None:
             global _BOARD, _LOAD
-            self.board = _BOARD = _Board(len(self.paths))
-            _LOAD = load  # the processes fork on the first task, and keep what they see here
+            _BOARD, _LOAD = self.board, load  # the processes fork on the first task, and keep what they see here
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
                                             initializer=_yield_to_others)  # fmt: skip
         else:
@@ -141,6 +145,14 @@ class _Board:
         width, height, h, w = (int(v) for v in self.sizes[slot])
         return Picture(width, height, self.rgb[slot, :h, :w], self.grey[slot, :h, :w], float(self.sharpness[slot]),
                        self.layouts[slot], self.colours[slot])  # fmt: skip
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's share where the platform says), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on this platform
+        return os.cpu_count() or 1
 
 
 def _yield_to_others() -> None:
