@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -30,7 +31,8 @@ FORK_FROM = 16
 #: How much the forked workers lower their priority (a server's requests go first; alone, they run at full speed).
 _NICENESS = 10
 
-#: What the forked workers see: set in the parent before they fork.
+#: What the forked workers see: set in the parent while they fork, under the lock.
+_FORKING = threading.Lock()
 _BOARD: _Board | None = None
 _LOAD: Callable[[str], Picture | None] | None = None
 _MINE: dict[int, Picture] = {}  # in a worker: the pictures it has built from the board (their features kept)
@@ -58,9 +60,16 @@ class Workers:
                 self.board = None
         if self.board is not None:
             global _BOARD, _LOAD
-            _BOARD, _LOAD = self.board, load  # the processes fork on the first task, and keep what they see here
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=_yield_to_others)  # fmt: skip
+            with _FORKING:  # one dedup's block and loader at a time in the globals, until its workers have forked
+                _BOARD, _LOAD = self.board, load
+                try:
+                    self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
+                                                    initializer=_yield_to_others)  # fmt: skip
+                    with warnings.catch_warnings():  # the parent's other threads (FAISS's, a server's) stay idle
+                        warnings.simplefilter("ignore", DeprecationWarning)  # in the forks, which use none of them
+                        self.pool.submit(int).result()  # the first task forks every worker, with the globals set
+                finally:
+                    _BOARD, _LOAD = None, None
         else:
             self.pool = ThreadPoolExecutor(self.workers)
 
@@ -77,10 +86,7 @@ class Workers:
                 for slot, picture in loaded:
                     found[slot] = picture
         else:
-            with warnings.catch_warnings():  # the parent's other threads (FAISS's, a server's) are not used there
-                warnings.simplefilter("ignore", DeprecationWarning)
-                results = self.pool.map(_load_on_board, chunks)
-            for shown in results:
+            for shown in self.pool.map(_load_on_board, chunks):
                 stop()
                 for slot in shown:
                     found[slot] = self.board.picture(slot)
@@ -91,9 +97,7 @@ class Workers:
         """Decide pairs of slots (:func:`clipzero.samepicture.decide`: the kept picture first)."""
         if self.board is None:
             return self.pool.submit(_decide, self.pictures, pairs)
-        with warnings.catch_warnings():  # the parent's other threads (FAISS's, a server's) are not used there
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return self.pool.submit(_decide_on_board, pairs)
+        return self.pool.submit(_decide_on_board, pairs)
 
     def __enter__(self) -> Workers:
         return self
@@ -101,8 +105,6 @@ class Workers:
     def __exit__(self, *exc: object) -> None:
         import cv2
 
-        global _BOARD, _LOAD
-        _BOARD, _LOAD = None, None
         self.pool.shutdown(cancel_futures=True)
         cv2.setNumThreads(self.inner)
 

@@ -10,6 +10,7 @@ import random
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -198,8 +199,8 @@ def test_a_stop_ends_the_verification(library: tuple[Path, Path]) -> None:
 
 def test_processes_and_threads_decide_alike(library: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """On Linux the pictures are loaded and the pairs decided in forked processes (the pixels in memory they share,
-    none sent): the same groups, kinds and kept images as one thread, and no process left behind, also when a stop
-    ends the work midway."""
+    none sent): the same groups, kinds and kept images as one thread, also for two dedups at once, and no process left
+    behind, also when a stop ends the work midway."""
     import multiprocessing
 
     import clipzero.dedupwork as work
@@ -229,6 +230,14 @@ def test_processes_and_threads_decide_alike(library: tuple[Path, Path], monkeypa
 
         with pytest.raises(TimeoutError, match="past the deadline"):
             find_duplicates(opened, workers=2, stop=stop)
+    assert not multiprocessing.active_children()
+
+    def separately(_: int) -> set[tuple[str, str, str, str]]:  # two dedups at once, each forking its own workers
+        with EmbeddingStore(store) as mine:
+            return _summary(find_duplicates(mine, workers=2).to_dict()["groups"])
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(separately, range(2))) == [_summary(threads.to_dict()["groups"])] * 2
     assert not multiprocessing.active_children()
 
 
