@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/multilabel.py
 	$(BIN)/python benchmarks/store_search.py
 	$(BIN)/python benchmarks/dedup.py
+	$(BIN)/python benchmarks/dedup_neighbour.py
 	$(BIN)/python benchmarks/video.py
 	$(BIN)/python benchmarks/classify_cache.py
 	$(BIN)/python benchmarks/adaptation.py
