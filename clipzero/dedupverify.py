@@ -27,7 +27,6 @@ _SURE = 0.95
 _CHUNK = 4
 
 
-
 def near_verified(pairs: list[tuple[int, int]], rows: list[int], vectors: np.ndarray, pool: Workers,
                   rank: Callable[[int], tuple[Any, ...]], allowed: set[str], stop: Callable[[], None],
                   ) -> list[tuple[int, list[tuple[int, Match]]]]:  # fmt: skip

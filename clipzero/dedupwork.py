@@ -10,15 +10,17 @@ parent.
 from __future__ import annotations
 
 import mmap
-import os
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .machine import lower_priority
 
 if TYPE_CHECKING:
     from .samepicture import Match, Picture
@@ -27,9 +29,6 @@ __all__ = ["FORK_FROM", "Workers"]
 
 #: Pictures from which the work forks processes rather than using threads.
 FORK_FROM = 16
-
-#: How much the forked workers lower their priority (a server's requests go first; alone, they run at full speed).
-_NICENESS = 10
 
 #: What the forked workers see: set in the parent while they fork, under the lock.
 _FORKING = threading.Lock()
@@ -46,10 +45,14 @@ class Workers:
 
         import cv2
 
+        from .machine import usable_cores
+
         self.paths, self.load_one = list(paths), load
-        self.workers = workers or min(_cores(), 8)
+        self.workers = workers or min(usable_cores(), 8)
+        # the pictures and the pairs run in parallel, so OpenCV's own threads would only compete; set before the
+        # fork, which must not find OpenCV's thread pool running (a worker that touched it would hang)
         self.inner = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # the pictures and the pairs run in parallel: OpenCV's own threads would only compete
+        cv2.setNumThreads(1)
         self.board: _Board | None = None
         self.pictures: dict[int, Picture] = {}
         self.pool: Executor
@@ -61,16 +64,19 @@ class Workers:
         if self.board is not None:
             global _BOARD, _LOAD
             with _FORKING:  # one dedup's block and loader at a time in the globals, until its workers have forked
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
+                                                initializer=lower_priority)  # fmt: skip
                 _BOARD, _LOAD = self.board, load
                 try:
-                    self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                                    initializer=_yield_to_others)  # fmt: skip
                     with warnings.catch_warnings():  # the parent's other threads (FAISS's, a server's) stay idle
                         warnings.simplefilter("ignore", DeprecationWarning)  # in the forks, which use none of them
                         self.pool.submit(int).result()  # the first task forks every worker, with the globals set
+                except (OSError, BrokenProcessPool):  # no processes to be had here (a limit, a sandbox)
+                    self.pool.shutdown(cancel_futures=True)
+                    self.board = None
                 finally:
                     _BOARD, _LOAD = None, None
-        else:
+        if self.board is None:
             self.pool = ThreadPoolExecutor(self.workers)
 
     def load(self, stop: Callable[[], None] = lambda: None) -> list[Picture | None]:
@@ -149,20 +155,6 @@ class _Board:
                        self.layouts[slot], self.colours[slot])  # fmt: skip
 
 
-def _cores() -> int:
-    """The cores this process may run on (a container's share where the platform says), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on this platform
-        return os.cpu_count() or 1
-
-
-def _yield_to_others() -> None:
-    """In a worker: a lower scheduling priority, so that a server's other requests go first on a busy machine."""
-    try:
-        os.nice(_NICENESS)
-    except OSError:  # not allowed here: the work runs at the parent's priority
-        pass
 
 
 def _load(load: Callable[[str], Picture | None], slots: list[tuple[int, str]]) -> list[tuple[int, Picture | None]]:

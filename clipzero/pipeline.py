@@ -64,7 +64,9 @@ class Engine(Protocol):
 
 def default_workers() -> int:
     """Decode threads: one per core, at least two (decoding waits on disk as well as the CPU)."""
-    return max(2, os.cpu_count() or 2)
+    from .machine import usable_cores
+
+    return max(2, usable_cores())
 
 
 @dataclass

@@ -74,7 +74,9 @@ def _init(options: RayOptions) -> Any:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=os.cpu_count() or 2, **kwargs)
+            from .machine import usable_cores
+
+            ray.init(num_cpus=usable_cores(), **kwargs)
     from ray.data import DataContext
 
     context = DataContext.get_current()

@@ -326,8 +326,7 @@ def _check(a: Picture, b: Picture, m: np.ndarray) -> tuple[Match | None, float]:
     change = 1.0
     for x, y in ways:
         fitted = first if x is ways[0][0] else fit(x, y, inside)
-        gain, offset = fitted if fitted is not None else (1.0, np.zeros(3, np.float32))
-        change = min(change, changed_share(y, apply_fit(x, gain, offset, cv2), inside, cv2))
+        change = min(change, changed_share(y, apply_fit(x, fitted, cv2), inside, cv2))
         if change < CHANGE_CUT:
             break
     if change >= CHANGE_CUT:
@@ -356,8 +355,7 @@ def _coarse_change(a: Picture, b: Picture, m: np.ndarray) -> float:
     if inside.sum() < 0.3 * inside.size:
         return 1.0
     fitted = fit(warped, mine, inside, step=2, rounds=1)  # untrimmed: a gate may only err towards "differ"
-    gain, offset = fitted if fitted is not None else (1.0, np.zeros(3, np.float32))
-    return changed_share(mine, apply_fit(warped, gain, offset, cv2), inside, cv2, blur=0.5, smallest=2)
+    return changed_share(mine, apply_fit(warped, fitted, cv2), inside, cv2, blur=0.5, smallest=2)
 
 
 def _sharpness(grey: np.ndarray) -> float:

@@ -23,8 +23,12 @@ _CHANGE_LEVEL = 30.0  # a pixel differs when it is this far (0-255) from the oth
 _MIN_REGION = 6  # pixels: smaller specks are compression noise
 
 
-def apply_fit(x: np.ndarray, gain: float, offset: np.ndarray, cv2: Any) -> np.ndarray:
-    """gain * x + offset per channel, rounded and clipped to 0-255 (uint8)."""
+def apply_fit(x: np.ndarray, fitted: tuple[float, np.ndarray] | None, cv2: Any) -> np.ndarray:
+    """gain * x + offset per channel for a :func:`fit`'s (gain, offset), rounded and clipped to 0-255 (uint8); x as
+    it is when nothing could be fitted (None)."""
+    if fitted is None:
+        return x
+    gain, offset = fitted
     return cv2.transform(x, np.hstack([gain * np.eye(3), np.asarray(offset, np.float64).reshape(3, 1) + 0.5]))
 
 

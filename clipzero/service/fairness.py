@@ -18,7 +18,6 @@ one bounded lane.
 from __future__ import annotations
 
 import io
-import os
 import threading
 import time
 import warnings
@@ -28,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
 from ..errors import ClipzeroError
+from ..machine import lower_priority, usable_cores
 
 __all__ = ["LANE_PIXELS", "DecodeLane", "ServerBusy", "batches_within", "check_deadline", "decoded_pixels"]
 
@@ -96,15 +96,7 @@ def batches_within(items: Iterable[T], size: int, budget: int, cost: Callable[[T
 
 def default_slots() -> int:
     """One slot per two cores (at least one): large decodes never take every core from small requests."""
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
-def _lower_priority() -> None:
-    """Run this lane thread at nice 10 (Linux sets it per thread): small requests' threads go first."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):  # not Linux, or not permitted: the lane still bounds the work
-        pass
+    return max(1, usable_cores() // 2)
 
 
 class DecodeLane:
@@ -118,7 +110,7 @@ class DecodeLane:
     def __init__(self, slots: int | None = None, queue: int = 4) -> None:
         self.slots = max(1, slots or default_slots())
         self.queue = max(0, queue)
-        self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="clipzero-lane", initializer=_lower_priority)
+        self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="clipzero-lane", initializer=lower_priority)
         self._pending = 0  # submitted and not finished: running plus waiting
         self._running = 0
         self._lock = threading.Lock()

@@ -241,6 +241,28 @@ def test_processes_and_threads_decide_alike(library: tuple[Path, Path], monkeypa
     assert not multiprocessing.active_children()
 
 
+def test_a_dedup_after_opencv_ran_on_its_threads_finishes(library: tuple[Path, Path]) -> None:
+    """The workers fork with OpenCV's thread pool stopped: a fork that found it running would hang in any worker
+    that touched it (found in review: setting OpenCV's threads inside each worker hung the test suite)."""
+    _, store = library
+    script = (
+        "import sys, numpy as np, cv2\n"
+        "from clipzero import EmbeddingStore, find_duplicates\n"
+        "cv2.setNumThreads(2)\n"
+        "big = np.random.default_rng(0).integers(0, 255, (3000, 3000, 3), np.uint8)\n"
+        "for _ in range(3): cv2.GaussianBlur(big, (31, 31), 5)\n"
+        "with EmbeddingStore(sys.argv[1]) as opened:\n"
+        "    report = find_duplicates(opened, workers=2)\n"
+        "print(len(report.groups), cv2.getNumThreads())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(store)], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr
+    groups, threads = run.stdout.split()
+    with EmbeddingStore(store) as opened:
+        assert int(groups) == len(find_duplicates(opened, workers=1).groups)
+    assert threads == "2"  # OpenCV's own setting is given back
+
+
 def test_the_same_bytes_are_an_exact_group(library: tuple[Path, Path]) -> None:
     _, store = library
     with EmbeddingStore(store) as opened:
